@@ -1,0 +1,6 @@
+"""Network families; each is a :class:`StagedNetwork` that exposes its mixing points."""
+from mmx.models.preact_resnet import PreActResNet
+from mmx.models.staged import StagedNetwork
+from mmx.models.wide_resnet import WideResNet
+
+__all__ = ["PreActResNet", "StagedNetwork", "WideResNet"]

@@ -1,0 +1,106 @@
+"""Pre-activation ResNets in the CIFAR form used by the Manifold Mixup public code.
+
+Facts matched (and asserted by the tests through parameter counts): a 3x3 stem of ``width``
+channels, four stages of pre-activation blocks with widths ``width * (1, 2, 4, 8)`` and strides
+1/2/2/2, a 1x1 projection shortcut without BN taken from the pre-activated input when the shape
+changes, no final BN-ReLU before pooling, and a linear head.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmx.models.staged import ClassifierHead, StagedNetwork
+
+
+class PreActBlock(nn.Module):
+    """Basic block: BN-ReLU-conv3x3, BN-ReLU-conv3x3."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut = _projection(in_planes, planes * self.expansion, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActBottleneck(nn.Module):
+    """Bottleneck block: 1x1 reduce, 3x3 (strided), 1x1 expand by 4, all pre-activated."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.shortcut = _projection(in_planes, planes * self.expansion, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        out = self.conv3(F.relu(self.bn3(out)))
+        return out + shortcut
+
+
+def _projection(in_planes: int, out_planes: int, stride: int) -> nn.Module | None:
+    if stride == 1 and in_planes == out_planes:
+        return None
+    return nn.Conv2d(in_planes, out_planes, 1, stride, bias=False)
+
+
+# depth -> (block, blocks per stage), as in the public code.
+ARCHITECTURES = {
+    18: (PreActBlock, (2, 2, 2, 2)),
+    34: (PreActBlock, (3, 4, 6, 3)),
+    50: (PreActBottleneck, (3, 4, 6, 3)),
+    101: (PreActBottleneck, (3, 4, 23, 3)),
+    152: (PreActBottleneck, (3, 8, 36, 3)),
+}
+
+
+class PreActResNet(StagedNetwork):
+    """PreActResNet-``depth``; mixing points: 0 input, 1-3 outputs of residual stages 1-3.
+
+    ``stem_stride=2`` is the public code's Tiny-ImageNet (64x64) variant; ``width`` scales every
+    stage (64 is the paper's; tests use tiny widths).
+    """
+
+    def __init__(self, depth: int = 18, num_classes: int = 10, in_channels: int = 3,
+                 width: int = 64, stem_stride: int = 1):
+        if depth not in ARCHITECTURES:
+            raise ValueError(f"PreActResNet depth must be one of {sorted(ARCHITECTURES)}, got {depth}")
+        block, counts = ARCHITECTURES[depth]
+        stem = nn.Conv2d(in_channels, width, 3, stem_stride, 1, bias=False)
+        in_planes = width
+        residual_stages = []
+        for i, (count, stride) in enumerate(zip(counts, (1, 2, 2, 2))):
+            planes = width * 2**i
+            blocks = []
+            for s in [stride] + [1] * (count - 1):
+                blocks.append(block(in_planes, planes, s))
+                in_planes = planes * block.expansion
+            residual_stages.append(nn.Sequential(*blocks))
+        head = ClassifierHead(in_planes, num_classes)
+        super().__init__([
+            nn.Sequential(stem, residual_stages[0]),
+            residual_stages[1],
+            residual_stages[2],
+            nn.Sequential(residual_stages[3], head),
+        ])
