@@ -1,0 +1,30 @@
+"""Test-set metrics: accuracy, NLL and expected calibration error, gathered on the device."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> torch.Tensor:
+    """ECE with ``bins`` equal-width confidence bins: sum_b |B_b|/N * |acc(B_b) - conf(B_b)|.
+
+    Confidence is the top softmax probability; a confidence of exactly 0 joins the first bin.
+    """
+    confidence, prediction = probs.max(dim=1)
+    correct = (prediction == labels).float()
+    bin_index = (confidence * bins).ceil().long().clamp(1, bins) - 1
+    count = torch.zeros(bins, device=probs.device).index_add_(0, bin_index, torch.ones_like(confidence))
+    conf_sum = torch.zeros(bins, device=probs.device).index_add_(0, bin_index, confidence)
+    correct_sum = torch.zeros(bins, device=probs.device).index_add_(0, bin_index, correct)
+    return (conf_sum - correct_sum).abs().sum() / len(labels)
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Accuracy and error (percent), NLL (mean cross-entropy, nats) and ECE (fraction, 15 bins)."""
+    logits = logits.float()
+    correct = (logits.argmax(dim=1) == labels).sum().float()
+    nll = F.cross_entropy(logits, labels)
+    ece = expected_calibration_error(logits.softmax(dim=1), labels)
+    correct, nll, ece = torch.stack([correct, nll, ece]).tolist()  # the one host sync
+    accuracy = 100.0 * correct / len(labels)
+    return {"acc": accuracy, "error": 100.0 - accuracy, "nll": nll, "ece": ece}

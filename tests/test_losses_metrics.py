@@ -1,0 +1,68 @@
+"""Losses against hand computations; test metrics (accuracy, NLL, ECE) on known cases."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from mmx.losses import soft_cross_entropy, softmax_bce
+from mmx.metrics import classification_metrics, expected_calibration_error
+
+LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]])
+TARGETS = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.0, 1.0]])
+
+
+def softmax_by_hand(row):
+    exps = [math.exp(v) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def test_soft_cross_entropy_by_hand():
+    total = 0.0
+    for row, target in zip(LOGITS.tolist(), TARGETS.tolist()):
+        p = softmax_by_hand(row)
+        total += -sum(t * math.log(q) for t, q in zip(target, p))
+    assert math.isclose(soft_cross_entropy(LOGITS, TARGETS).item(), total / 2, rel_tol=1e-6)
+
+
+def test_soft_cross_entropy_with_one_hot_targets_is_cross_entropy():
+    labels = torch.tensor([0, 2])
+    expected = F.cross_entropy(LOGITS, labels)
+    torch.testing.assert_close(soft_cross_entropy(LOGITS, F.one_hot(labels, 3).float()), expected)
+
+
+def test_bce_of_softmax_by_hand_and_as_the_public_code_computes_it():
+    total = 0.0
+    for row, target in zip(LOGITS.tolist(), TARGETS.tolist()):
+        p = softmax_by_hand(row)
+        total += -sum(t * math.log(q) + (1 - t) * math.log(1 - q) for t, q in zip(target, p))
+    by_hand = total / LOGITS.numel()
+    assert math.isclose(softmax_bce(LOGITS, TARGETS).item(), by_hand, rel_tol=1e-6)
+    public_code = torch.nn.BCELoss()(F.softmax(LOGITS, dim=1), TARGETS)
+    torch.testing.assert_close(softmax_bce(LOGITS, TARGETS), public_code)
+
+
+def test_bce_stays_finite_for_saturated_logits():
+    logits = torch.tensor([[200.0, -200.0]])
+    assert torch.isfinite(softmax_bce(logits, torch.tensor([[0.0, 1.0]])))
+
+
+def test_ece_by_hand():
+    # confidences 0.9 (right), 0.9 (wrong), 0.6 (right): bins (0.8667, 0.9333] and (0.5333, 0.6]
+    probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6]])
+    labels = torch.tensor([0, 1, 1])
+    expected = 2 / 3 * abs(0.9 - 0.5) + 1 / 3 * abs(0.6 - 1.0)
+    assert math.isclose(expected_calibration_error(probs, labels).item(), expected, rel_tol=1e-6)
+
+
+def test_perfectly_calibrated_predictions_have_zero_ece():
+    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(probs, torch.tensor([0, 1])).item() == 0.0
+
+
+def test_classification_metrics():
+    logits = torch.tensor([[3.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 2.0]])
+    labels = torch.tensor([0, 1, 1, 1])
+    m = classification_metrics(logits, labels)
+    assert m["acc"] == 75.0 and m["error"] == 25.0
+    assert math.isclose(m["nll"], F.cross_entropy(logits, labels).item(), rel_tol=1e-6)
+    assert 0 <= m["ece"] <= 1
