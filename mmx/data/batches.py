@@ -1,0 +1,53 @@
+"""Minibatches drawn from tensors that already sit on the training device."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from mmx.data.augment import normalize, random_crop_flip
+
+
+class Normalizer:
+    """Per-channel mean/std normalisation of uint8 images, constants kept on the device."""
+
+    def __init__(self, mean, std, device: torch.device):
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return normalize(images, self.mean, self.std)
+
+
+class TrainBatches:
+    """One epoch = a fresh permutation cut into full batches (the remainder is dropped).
+
+    Dropping the remainder keeps every step the same shape (what graph capture needs); a fresh
+    permutation per epoch means every image is still seen. All randomness comes from one generator
+    on the data's device, whose state a checkpoint saves, so a resumed run draws the same batches.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, normalizer: Normalizer,
+                 crop_padding: int, flip: bool, seed: int):
+        self.images, self.labels = images, labels
+        self.batch_size = batch_size
+        self.normalizer = normalizer
+        self.crop_padding, self.flip = crop_padding, flip
+        self.generator = torch.Generator(images.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.images) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.images), device=self.images.device, generator=self.generator)
+        for step in range(len(self)):
+            index = order[step * self.batch_size:(step + 1) * self.batch_size]
+            images = random_crop_flip(self.images[index], self.crop_padding, self.flip, self.generator)
+            yield self.normalizer(images), self.labels[index]
+
+
+def eval_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 normalizer: Normalizer) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The test set in order, unaugmented, every image once."""
+    for start in range(0, len(images), batch_size):
+        yield normalizer(images[start:start + batch_size]), labels[start:start + batch_size]

@@ -1,0 +1,82 @@
+"""Small CIFAR and SVHN files in torchvision's real on-disk formats, and their checksums.
+
+torchvision verifies every file against the MD5 of the real release; a test that loads these
+files registers their own checksums in place of the release's (``use_checksums``), so the
+integrity check itself still runs.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from torchvision import datasets
+from torchvision.datasets.utils import calculate_md5
+
+
+def _pickle(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        pickle.dump(obj, handle)
+
+
+def _images(rng, n):
+    return rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+
+
+def write_cifar(root: Path, variant: str = "cifar10", per_batch: int = 40, test: int = 50, seed: int = 0) -> dict:
+    """Writes the python-pickle release layout; returns the images (N, C, H, W) and labels written."""
+    rng = np.random.default_rng(seed)
+    cls = datasets.CIFAR10 if variant == "cifar10" else datasets.CIFAR100
+    classes = 10 if variant == "cifar10" else 100
+    label_key = "labels" if variant == "cifar10" else "fine_labels"
+    folder = root / cls.base_folder
+    written = {"train_images": [], "train_labels": [], "test_images": None, "test_labels": None}
+    for name, _ in cls.train_list:
+        images, labels = _images(rng, per_batch), rng.integers(0, classes, per_batch).tolist()
+        # the release stores each image as 3072 bytes: the red plane, then green, then blue
+        _pickle(folder / name, {"data": images.reshape(per_batch, -1), label_key: labels, "batch_label": name})
+        written["train_images"].append(images)
+        written["train_labels"] += labels
+    images, labels = _images(rng, test), rng.integers(0, classes, test).tolist()
+    _pickle(folder / cls.test_list[0][0], {"data": images.reshape(test, -1), label_key: labels})
+    meta_key = cls.meta["key"]
+    _pickle(folder / cls.meta["filename"], {meta_key: [f"class{i}" for i in range(classes)]})
+    written["train_images"] = np.concatenate(written["train_images"])
+    written["test_images"], written["test_labels"] = images, labels
+    return written
+
+
+def write_svhn(root: Path, train: int = 60, test: int = 30, seed: int = 0) -> dict:
+    """Writes train_32x32.mat and test_32x32.mat (X: H x W x C x N, y: N x 1 with 10 for digit 0)."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, n in (("train", train), ("test", test)):
+        images = _images(rng, n)
+        digits = rng.integers(0, 10, n)
+        mat_labels = np.where(digits == 0, 10, digits).reshape(n, 1).astype(np.uint8)
+        folder = root / "svhn"
+        folder.mkdir(parents=True, exist_ok=True)
+        scipy.io.savemat(folder / datasets.SVHN.split_list[split][1],
+                         {"X": images.transpose(2, 3, 1, 0), "y": mat_labels})
+        written[f"{split}_images"], written[f"{split}_labels"] = images, digits.tolist()
+    return written
+
+
+def use_checksums(monkeypatch, root: Path, variant: str) -> None:
+    """Register the generated files' MD5s where torchvision keeps the release's."""
+    if variant == "svhn":
+        split_list = {split: [url, name, calculate_md5(root / "svhn" / name)]
+                      for split, (url, name, _) in datasets.SVHN.split_list.items() if (root / "svhn" / name).exists()}
+        monkeypatch.setattr(datasets.SVHN, "split_list", {**datasets.SVHN.split_list, **split_list})
+        return
+    cls = datasets.CIFAR10 if variant == "cifar10" else datasets.CIFAR100
+    folder = root / cls.base_folder
+
+    def rewrite(entries):
+        return [[name, calculate_md5(folder / name)] for name, _ in entries]
+
+    monkeypatch.setattr(cls, "train_list", rewrite(cls.train_list))
+    monkeypatch.setattr(cls, "test_list", rewrite(cls.test_list))
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": calculate_md5(folder / cls.meta["filename"])})

@@ -1,0 +1,68 @@
+"""Device-side batches: valid crops and flips, every image once per epoch, reproducible under a seed."""
+import torch
+
+from mmx.data import Normalizer, TrainBatches, eval_batches
+from mmx.data.augment import random_crop_flip
+from mmx.data.digits import load_digits
+
+
+def test_crops_are_windows_of_the_zero_padded_image_with_every_offset_drawn():
+    images = torch.arange(1, 17, dtype=torch.uint8).view(1, 1, 4, 4).repeat(500, 1, 1, 1)
+    out = random_crop_flip(images, padding=1, flip=False, generator=torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(images[0], (1, 1, 1, 1))
+    windows = {(dy, dx): padded[:, dy:dy + 4, dx:dx + 4] for dy in range(3) for dx in range(3)}
+    seen = set()
+    for crop in out:
+        match = [offset for offset, window in windows.items() if torch.equal(crop, window)]
+        assert match, "a crop must be a window of the padded image"
+        seen.add(match[0])
+    assert seen == set(windows)
+
+
+def test_flip_mirrors_about_half_of_the_images():
+    images = torch.randint(0, 255, (2000, 3, 5, 5), dtype=torch.uint8)
+    out = random_crop_flip(images, padding=0, flip=True, generator=torch.Generator().manual_seed(0))
+    flipped = torch.tensor([torch.equal(o, i.flip(2)) for o, i in zip(out, images)])
+    kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, images)])
+    assert (flipped | kept).all()
+    assert 0.45 < flipped.float().mean() < 0.55
+
+
+def test_normalisation():
+    norm = Normalizer([0.5], [0.25], torch.device("cpu"))
+    out = norm(torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1))
+    torch.testing.assert_close(out.flatten(), torch.tensor([-2.0, 2.0]))
+
+
+def test_an_epoch_visits_each_image_at_most_once_and_is_reproducible():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).repeat(1, 1, 2, 2)
+    labels = torch.arange(10)
+    norm = Normalizer([0.0], [1.0], torch.device("cpu"))
+    batches = TrainBatches(images, labels, 3, norm, crop_padding=0, flip=False, seed=7)
+    assert len(batches) == 3  # the remainder of 10 // 3 is dropped
+    epoch = [y for _, y in batches]
+    seen = torch.cat(epoch)
+    assert len(set(seen.tolist())) == 9
+    state = batches.generator.get_state()
+    again = [y for _, y in batches]
+    batches.generator.set_state(state)
+    replay = [y for _, y in batches]
+    assert all(torch.equal(a, b) for a, b in zip(again, replay))
+    assert not all(torch.equal(a, b) for a, b in zip(epoch, again))  # a fresh order each epoch
+
+
+def test_eval_batches_cover_the_test_set_in_order():
+    images = torch.zeros(7, 1, 2, 2, dtype=torch.uint8)
+    labels = torch.arange(7)
+    got = torch.cat([y for _, y in eval_batches(images, labels, 3, Normalizer([0.0], [1.0], torch.device("cpu")))])
+    assert torch.equal(got, labels)
+
+
+def test_digits_split_is_fixed_and_stratified():
+    a, b = load_digits(), load_digits()
+    assert torch.equal(a.test_labels, b.test_labels) and torch.equal(a.train_images, b.train_images)
+    assert len(a.train_images) == 1437 and len(a.test_images) == 360
+    assert a.train_images.dtype == torch.uint8 and a.train_images.shape[1:] == (1, 8, 8)
+    assert a.train_images.max() == 255
+    per_class = torch.bincount(a.test_labels, minlength=10)
+    assert per_class.min() >= 35 and per_class.max() <= 37
