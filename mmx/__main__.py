@@ -1,0 +1,6 @@
+"""``python -m mmx`` is the ``mmx`` command."""
+import sys
+
+from mmx.cli import main
+
+sys.exit(main())

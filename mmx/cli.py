@@ -1,0 +1,120 @@
+"""``mmx``: the command line. ``mmx train ...`` hands its arguments to Hydra."""
+from __future__ import annotations
+
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from mmx.config import differing_keys
+from mmx.errors import UserError
+
+log = logging.getLogger("mmx")
+
+GROUPS = ("dataset", "model", "mixup", "optim", "schedule")
+
+# A resumed run writes into its own directory and keeps the .hydra/ of its first invocation.
+OmegaConf.register_new_resolver("mmx_run_dir", lambda resume, fresh: resume if resume else fresh, replace=True)
+OmegaConf.register_new_resolver("mmx_hydra_subdir", lambda resume: None if resume else ".hydra", replace=True)
+
+
+def group_options() -> dict[str, list[str]]:
+    """The options of each config group, read from the configs shipped with the package."""
+    root = resources.files("mmx.configs")
+    return {group: sorted(p.name[:-5] for p in root.joinpath(group).iterdir() if p.name.endswith(".yaml"))
+            for group in GROUPS}
+
+
+def usage() -> str:
+    groups = "\n".join(f"  {group:<9} {' | '.join(options)}" for group, options in group_options().items())
+    return f"""usage: mmx <command> [options]
+
+Manifold mixup experiments: train PreActResNets and WideResNets with no mixup, input mixup or
+manifold mixup, logging accuracy, NLL and calibration to metrics.csv, TensorBoard and summary.json.
+
+commands:
+  train     train one run, or a sweep with -m (Hydra overrides: GROUP=OPTION, KEY=VALUE)
+
+config groups (mmx train GROUP=OPTION):
+{groups}
+
+examples:
+  mmx train                                   # embedded digits, preactresnet18, manifold mixup
+  mmx train dataset=cifar10 model=preactresnet18 mixup=manifold
+  mmx train -m mixup.alpha=0.5,1,2 seed=0,1,2
+  mmx train resume=RUN_DIR
+  mmx train --help                            # every group, option and default value
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command != "train":
+        print(f"mmx: error: unknown command {command!r}; run `mmx --help` for the list of commands", file=sys.stderr)
+        return 2
+    try:
+        _check_resume_target(rest)
+    except UserError as error:
+        print(f"mmx: error: {error}", file=sys.stderr)
+        return 2
+    sys.argv = ["mmx train", *rest]
+    train_command()
+    return 0
+
+
+def _check_resume_target(overrides: list[str]) -> None:
+    """Fail before Hydra creates anything when ``resume=`` names no resumable run."""
+    for override in overrides:
+        if override.startswith("resume="):
+            run_dir = Path(override.split("=", 1)[1])
+            if not (run_dir / "config.yaml").is_file():
+                raise UserError(f"cannot resume {run_dir}: it is not an mmx run directory (no config.yaml); "
+                                f"pass the directory a previous `mmx train` printed")
+            if not (run_dir / "checkpoints" / "last.pt").is_file():
+                raise UserError(f"cannot resume {run_dir}: it has no checkpoints/last.pt (it stopped before its "
+                                f"first epoch ended); start it again without resume=")
+
+
+@hydra.main(config_path="pkg://mmx.configs", config_name="train", version_base="1.3")
+def train_command(cfg: DictConfig) -> None:
+    from mmx.train import train  # heavy imports (torch) after Hydra has parsed --help and friends
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        resume = bool(cfg.resume)
+        if resume:
+            cfg = _saved_config(cfg, run_dir)
+        elif (run_dir / "checkpoints" / "last.pt").exists():
+            raise UserError(f"{run_dir} already holds a run; continue it with resume={run_dir} or choose another "
+                            f"hydra.run.dir")
+        summary = train(cfg, run_dir, resume=resume)
+    except UserError as error:
+        print(f"mmx: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    final, best = summary["final"], summary["best"]
+    if final:
+        log.info("done: final test acc %.2f%% (NLL %.4f, ECE %.4f); best %.2f%% at epoch %d; %s",
+                 final["acc"], final["nll"], final["ece"], best["acc"], best["epoch"], run_dir)
+
+
+def _saved_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """The config a run was started with; overrides given now must agree with it."""
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    parsed = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    keys = [o.key_or_group for o in parsed if o.key_or_group != "resume" and not o.key_or_group.startswith("hydra")]
+    differences = differing_keys(saved, cfg, keys)
+    if differences:
+        shown = ", ".join(f"{k} ({OmegaConf.select(saved, k)} -> {OmegaConf.select(cfg, k)})" for k in differences[:6])
+        more = f" and {len(differences) - 6} more" if len(differences) > 6 else ""
+        raise UserError(f"cannot resume {run_dir}: its config differs in {shown}{more}; drop those overrides to "
+                        f"continue it as it was started, or start a new run")
+    return saved

@@ -1,0 +1,59 @@
+"""Checks on a composed config that Hydra's schema cannot express, each failing with one sentence."""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from mmx.errors import UserError
+
+
+def validate(cfg: DictConfig, *, mix_points: int, train_size: int, device_type: str) -> None:
+    """Reject values that would crash later or silently train something else."""
+    mixup = cfg.mixup
+    if mixup.name != "none" and not mixup.alpha > 0:
+        raise UserError(f"mixup.alpha must be > 0 for mixup={mixup.name} (got {mixup.alpha}); "
+                        f"the paper uses 1.0 for input and 2.0 for manifold mixup on CIFAR")
+    if mixup.name != "none":
+        bad = [k for k in mixup.layers if not 0 <= k < mix_points]
+        if bad or not mixup.layers:
+            raise UserError(f"mixup.layers={list(mixup.layers)} is not a non-empty subset of this model's mixing "
+                            f"points 0..{mix_points - 1} (0 is the input); pick layers from that range")
+    if cfg.epochs <= 0:
+        raise UserError(f"epochs must be a positive integer (got {cfg.epochs})")
+    if "milestones" in cfg.schedule:
+        milestones = list(cfg.schedule.milestones)
+        if milestones != sorted(set(milestones)) or any(not 0 < m < cfg.epochs for m in milestones):
+            raise UserError(f"schedule.milestones={milestones} must be strictly increasing epochs between 1 and "
+                            f"{cfg.epochs - 1} (epochs={cfg.epochs}); set schedule.milestones=[...] to fit")
+    if not 0 < cfg.batch_size <= train_size:
+        raise UserError(f"batch_size={cfg.batch_size} must be between 1 and the training set size ({train_size}); "
+                        f"lower batch_size")
+    if cfg.trainer.precision == "fp16" and device_type != "cuda":
+        raise UserError(f"trainer.precision=fp16 needs a CUDA device, but this run is on {device_type}; "
+                        f"use trainer.precision=fp32 (or bf16)")
+    if cfg.trainer.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise UserError(f"trainer.precision must be auto, fp32, bf16 or fp16 (got {cfg.trainer.precision})")
+    if cfg.loss not in ("soft_ce", "bce"):
+        raise UserError(f"loss must be soft_ce or bce (got {cfg.loss})")
+
+
+def differing_keys(saved: DictConfig, current: DictConfig, keys: list[str]) -> list[str]:
+    """Leaf keys under any of ``keys`` whose values differ between two configs (dotted paths)."""
+    differences = []
+    for key in keys:
+        a = OmegaConf.select(saved, key, default=None)
+        b = OmegaConf.select(current, key, default=None)
+        differences.extend(_leaf_differences(key, _plain(a), _plain(b)))
+    return sorted(set(differences))
+
+
+def _plain(node):
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def _leaf_differences(prefix: str, a, b) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out.extend(_leaf_differences(f"{prefix}.{key}", a.get(key), b.get(key)))
+        return out
+    return [] if a == b else [prefix]

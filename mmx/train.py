@@ -1,0 +1,251 @@
+"""The training loop: one run directory, one config, resumable at every epoch boundary."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import torch
+import torch.nn.functional as F
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from mmx import checkpoint
+from mmx.config import validate
+from mmx.data import ImageSplits, Normalizer, TrainBatches, eval_batches
+from mmx.errors import UserError
+from mmx.losses import LOSSES
+from mmx.metrics import classification_metrics
+from mmx.mixing import Mixer
+from mmx.models import StagedNetwork
+from mmx.run_log import RunLog, write_json
+
+log = logging.getLogger("mmx")
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def build(node: DictConfig, **kwargs):
+    """``hydra.utils.instantiate`` of a config group, leaving out its ``name`` label.
+
+    Groups marked ``_partial_`` (optimiser, schedule) come back as factories awaiting their
+    parameters or optimiser.
+    """
+    fields = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
+    try:
+        return hydra.utils.instantiate(fields, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, UserError):  # e.g. missing data: keep its one sentence
+            raise error.__cause__ from None
+        raise
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"trainer.device={name} but no CUDA device is visible; use trainer.device=cpu or auto")
+    return device
+
+
+@dataclass
+class Setup:
+    """Everything one run trains with, built from its config."""
+
+    device: torch.device
+    precision: str
+    data: ImageSplits
+    model: StagedNetwork
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    batches: TrainBatches
+    normalizer: Normalizer
+    mixer: Mixer
+    channels_last: bool
+
+
+def setup(cfg: DictConfig) -> Setup:
+    device = resolve_device(cfg.trainer.device)
+    precision = cfg.trainer.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if cfg.trainer.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
+
+    data = build(cfg.dataset.source)
+    torch.manual_seed(cfg.seed)
+    model = build(cfg.model, num_classes=data.num_classes, in_channels=data.channels)
+    validate(cfg, mix_points=model.mix_points, train_size=len(data.train_images), device_type=device.type)
+
+    channels_last = device.type == "cuda" if cfg.trainer.channels_last == "auto" else bool(cfg.trainer.channels_last)
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    data = data.to(device)
+    optimizer = build(cfg.optim)(model.parameters())
+    scheduler = build(cfg.schedule)(optimizer)
+    normalizer = Normalizer(cfg.dataset.mean, cfg.dataset.std, device)
+    batches = TrainBatches(data.train_images, data.train_labels, cfg.batch_size, normalizer,
+                           cfg.dataset.crop_padding, cfg.dataset.flip, seed=cfg.seed * 1000 + 1)
+    mixer = Mixer(cfg.mixup.name, cfg.mixup.alpha, cfg.mixup.layers, device, seed=cfg.seed * 1000 + 2)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    return Setup(device, precision, data, model, optimizer, scheduler, scaler, batches, normalizer, mixer,
+                 channels_last)
+
+
+def autocast(s: Setup):
+    if s.precision in AUTOCAST_DTYPES:
+        return torch.autocast(s.device.type, dtype=AUTOCAST_DTYPES[s.precision])
+    return contextlib.nullcontext()
+
+
+def train_one_epoch(s: Setup, loss_fn, progress: bool, epoch: int) -> dict:
+    """One pass over the training set; statistics stay on the device until the epoch ends."""
+    s.model.train()
+    steps = len(s.batches)
+    step_losses = torch.zeros(steps, device=s.device)
+    correct = torch.zeros((), device=s.device)
+    start = time.perf_counter()
+    for step, (images, labels) in enumerate(tqdm(s.batches, total=steps, desc=f"epoch {epoch}",
+                                                 leave=False, disable=not progress)):
+        if s.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        draw = s.mixer.draw(len(images))
+        targets = draw.targets(labels, s.data.num_classes) if draw else F.one_hot(labels, s.data.num_classes).float()
+        with autocast(s):
+            logits = s.model(images, at_point=draw.at_point if draw else None)
+        loss = loss_fn(logits.float(), targets)
+        s.optimizer.zero_grad(set_to_none=True)
+        s.scaler.scale(loss).backward()
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+        step_losses[step] = loss.detach()
+        correct += (logits.argmax(dim=1) == targets.argmax(dim=1)).sum()
+    losses = step_losses.cpu()  # the epoch's one host sync
+    seconds = time.perf_counter() - start
+    finite = torch.isfinite(losses)
+    if not finite.all():
+        bad_step = int((~finite).nonzero()[0]) + 1
+        raise Diverged(epoch, bad_step, float(losses[bad_step - 1]))
+    return {"train_loss": float(losses.mean()), "train_acc": float(correct) / (steps * s.batches.batch_size) * 100,
+            "train_seconds": seconds, "train_images_per_second": steps * s.batches.batch_size / seconds}
+
+
+@torch.inference_mode()
+def evaluate(s: Setup, batch_size: int) -> dict:
+    """Accuracy, error, NLL and ECE on the whole test set (logits gathered on the device)."""
+    s.model.eval()
+    logits = []
+    for images, _ in eval_batches(s.data.test_images, s.data.test_labels, batch_size, s.normalizer):
+        if s.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(s):
+            logits.append(s.model(images).float())
+    return classification_metrics(torch.cat(logits), s.data.test_labels)
+
+
+class Diverged(Exception):
+    def __init__(self, epoch: int, step: int, value: float):
+        super().__init__(f"the training loss became {value} at epoch {epoch}, step {step}")
+        self.epoch, self.step = epoch, step
+
+
+def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """Train (or continue) the run in ``run_dir`` and return its summary."""
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    s = setup(cfg)
+    loss_fn = LOSSES[cfg.loss]
+    start_epoch, best, wall_seconds = 0, None, 0.0
+    if resume:
+        state = checkpoint.load(ckpt_dir / "last.pt")
+        s.model.load_state_dict(state["model"])
+        s.optimizer.load_state_dict(state["optimizer"])
+        s.scheduler.load_state_dict(state["scheduler"])
+        s.scaler.load_state_dict(state["scaler"])
+        s.batches.generator.set_state(state["data_rng"])
+        s.mixer.load_state_dict(state["mixer_rng"])
+        checkpoint.restore_global_rng_state(state["global_rng"])
+        start_epoch, best, wall_seconds = state["epoch"], state["best"], state["wall_seconds"]
+        log.info("resuming %s from epoch %d", run_dir, start_epoch)
+    else:
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    if start_epoch >= cfg.epochs:
+        log.info("%s has already finished its %d epochs; nothing to do", run_dir, cfg.epochs)
+        return json.loads((run_dir / "summary.json").read_text())
+    run_log = RunLog(run_dir, resume_epoch=start_epoch)
+    summary = None
+    epochs = tqdm(range(start_epoch + 1, cfg.epochs + 1), initial=start_epoch, total=cfg.epochs,
+                  desc="training", disable=not cfg.trainer.progress)
+    try:
+        for epoch in epochs:
+            started = time.perf_counter()
+            lr = s.optimizer.param_groups[0]["lr"]
+            try:
+                train_stats = train_one_epoch(s, loss_fn, cfg.trainer.progress, epoch)
+            except Diverged as error:
+                kept = f"the last good checkpoint is {ckpt_dir / 'last.pt'} (epoch {start_epoch_of(ckpt_dir)})" \
+                    if (ckpt_dir / "last.pt").exists() else "no checkpoint was written before it"
+                raise UserError(f"{error}; {kept}; lower optim.lr or try loss/precision settings that keep it finite") from None
+            s.scheduler.step()
+            test = evaluate(s, cfg.trainer.eval_batch_size)
+            epoch_seconds = time.perf_counter() - started
+            wall_seconds += epoch_seconds
+            row = {"epoch": epoch, "lr": lr, "train_loss": train_stats["train_loss"], "train_acc": train_stats["train_acc"],
+                   "test_acc": test["acc"], "test_error": test["error"], "test_nll": test["nll"], "test_ece": test["ece"],
+                   "epoch_seconds": epoch_seconds, "train_images_per_second": train_stats["train_images_per_second"]}
+            run_log.append(row)
+            final = {**{k: test[k] for k in ("acc", "error", "nll", "ece")}, "epoch": epoch}
+            improved = best is None or final["error"] < best["error"]
+            if improved:
+                best = final
+            state = {
+                "epoch": epoch, "best": best, "wall_seconds": wall_seconds,
+                "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+                "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(),
+                "data_rng": s.batches.generator.get_state(), "mixer_rng": s.mixer.state_dict(),
+                "global_rng": checkpoint.global_rng_state(),
+            }
+            checkpoint.save_atomic(state, ckpt_dir / "last.pt")
+            if improved:
+                checkpoint.save_atomic(state, ckpt_dir / "best.pt")
+            summary = _summary(cfg, s, best=best, final=final, epochs_done=epoch, wall_seconds=wall_seconds)
+            write_json(run_dir / "summary.json", summary)
+            epochs.set_postfix(test_acc=f"{test['acc']:.2f}", nll=f"{test['nll']:.3f}")
+            log.info("epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f  %.1fs  %.0f img/s",
+                     epoch, cfg.epochs, lr, row["train_loss"], row["train_acc"], test["acc"], test["nll"], test["ece"],
+                     epoch_seconds, row["train_images_per_second"])
+    finally:
+        run_log.close()
+    return summary
+
+
+def start_epoch_of(ckpt_dir: Path) -> int:
+    return int(checkpoint.load(ckpt_dir / "last.pt")["epoch"])
+
+
+def _summary(cfg: DictConfig, s: Setup, *, best, final, epochs_done: int, wall_seconds: float) -> dict:
+    return {
+        "dataset": cfg.dataset.name, "model": cfg.model.name, "mixup": cfg.mixup.name,
+        "alpha": cfg.mixup.alpha if cfg.mixup.name != "none" else None,
+        "layers": list(cfg.mixup.layers) if cfg.mixup.name != "none" else [],
+        "loss": cfg.loss, "seed": cfg.seed, "epochs": cfg.epochs, "epochs_done": epochs_done,
+        "finished": epochs_done == cfg.epochs, "final": final, "best": best,
+        "wall_seconds": wall_seconds, "device": _device_name(s.device), "precision": s.precision,
+        "torch": torch.__version__,
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
