@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mmx import checkpoint
 from mmx.config import validate
@@ -79,7 +80,8 @@ def setup(cfg: DictConfig) -> Setup:
         precision = "bf16" if device.type == "cuda" else "fp32"
     if cfg.trainer.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+    # Set both ways: the jobs of a multirun share one process.
+    torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic))
     torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
 
     data = build(cfg.dataset.source)
@@ -166,15 +168,7 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     loss_fn = LOSSES[cfg.loss]
     start_epoch, best, wall_seconds = 0, None, 0.0
     if resume:
-        state = checkpoint.load(ckpt_dir / "last.pt")
-        s.model.load_state_dict(state["model"])
-        s.optimizer.load_state_dict(state["optimizer"])
-        s.scheduler.load_state_dict(state["scheduler"])
-        s.scaler.load_state_dict(state["scaler"])
-        s.batches.generator.set_state(state["data_rng"])
-        s.mixer.load_state_dict(state["mixer_rng"])
-        checkpoint.restore_global_rng_state(state["global_rng"])
-        start_epoch, best, wall_seconds = state["epoch"], state["best"], state["wall_seconds"]
+        start_epoch, best, wall_seconds = restore(s, checkpoint.load(ckpt_dir / "last.pt"))
         log.info("resuming %s from epoch %d", run_dir, start_epoch)
     else:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -186,15 +180,16 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     summary = None
     epochs = tqdm(range(start_epoch + 1, cfg.epochs + 1), initial=start_epoch, total=cfg.epochs,
                   desc="training", disable=not cfg.trainer.progress)
-    try:
+    # logging_redirect_tqdm: log lines print above the progress bars, not through them
+    with logging_redirect_tqdm(), contextlib.closing(run_log):
         for epoch in epochs:
             started = time.perf_counter()
             lr = s.optimizer.param_groups[0]["lr"]
             try:
                 train_stats = train_one_epoch(s, loss_fn, cfg.trainer.progress, epoch)
             except Diverged as error:
-                kept = f"the last good checkpoint is {ckpt_dir / 'last.pt'} (epoch {start_epoch_of(ckpt_dir)})" \
-                    if (ckpt_dir / "last.pt").exists() else "no checkpoint was written before it"
+                kept = (f"the last good checkpoint is {ckpt_dir / 'last.pt'} (epoch {epoch - 1})" if epoch > 1
+                        else "no checkpoint was written before it")
                 raise UserError(f"{error}; {kept}; lower optim.lr or try loss/precision settings that keep it finite") from None
             s.scheduler.step()
             test = evaluate(s, cfg.trainer.eval_batch_size)
@@ -208,13 +203,7 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             improved = best is None or final["error"] < best["error"]
             if improved:
                 best = final
-            state = {
-                "epoch": epoch, "best": best, "wall_seconds": wall_seconds,
-                "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
-                "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(),
-                "data_rng": s.batches.generator.get_state(), "mixer_rng": s.mixer.state_dict(),
-                "global_rng": checkpoint.global_rng_state(),
-            }
+            state = training_state(s, epoch, best, wall_seconds)
             checkpoint.save_atomic(state, ckpt_dir / "last.pt")
             if improved:
                 checkpoint.save_atomic(state, ckpt_dir / "best.pt")
@@ -224,13 +213,30 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             log.info("epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f  %.1fs  %.0f img/s",
                      epoch, cfg.epochs, lr, row["train_loss"], row["train_acc"], test["acc"], test["nll"], test["ece"],
                      epoch_seconds, row["train_images_per_second"])
-    finally:
-        run_log.close()
     return summary
 
 
-def start_epoch_of(ckpt_dir: Path) -> int:
-    return int(checkpoint.load(ckpt_dir / "last.pt")["epoch"])
+def training_state(s: Setup, epoch: int, best: dict, wall_seconds: float) -> dict:
+    """Everything a resume needs to continue exactly: weights, optimiser, schedule, scaler, generators."""
+    return {
+        "epoch": epoch, "best": best, "wall_seconds": wall_seconds,
+        "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(),
+        "data_rng": s.batches.generator.get_state(), "mixer_rng": s.mixer.state_dict(),
+        "global_rng": checkpoint.global_rng_state(),
+    }
+
+
+def restore(s: Setup, state: dict) -> tuple[int, dict, float]:
+    """Load a :func:`training_state` into ``s``; returns (epoch, best, wall_seconds)."""
+    s.model.load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.scheduler.load_state_dict(state["scheduler"])
+    s.scaler.load_state_dict(state["scaler"])
+    s.batches.generator.set_state(state["data_rng"])
+    s.mixer.load_state_dict(state["mixer_rng"])
+    checkpoint.restore_global_rng_state(state["global_rng"])
+    return state["epoch"], state["best"], state["wall_seconds"]
 
 
 def _summary(cfg: DictConfig, s: Setup, *, best, final, epochs_done: int, wall_seconds: float) -> dict:
