@@ -106,3 +106,12 @@ def test_wide_resnet_and_cosine_schedule_train(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = read_rows(tmp_path / "run")
     assert float(rows[1]["lr"]) < float(rows[0]["lr"]) == 0.05
+
+
+def test_bf16_autocast_and_channels_last_paths_run_on_the_cpu(tmp_path):
+    """The GPU defaults (bf16 autocast, channels_last) forced on the CPU: same code, and it learns."""
+    result = run_mmx(["train", *TINY, "trainer.precision=bf16", "trainer.channels_last=true", "epochs=2",
+                      "schedule.milestones=[]", "hydra.run.dir=run"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["precision"] == "bf16" and summary["final"]["acc"] > 30
