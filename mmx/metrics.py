@@ -20,11 +20,13 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Accuracy and error (percent), NLL (mean cross-entropy, nats) and ECE (fraction, 15 bins)."""
+    """Top-1 accuracy and error, top-5 accuracy (percent), NLL (mean cross-entropy, nats), ECE (15 bins)."""
     logits = logits.float()
     correct = (logits.argmax(dim=1) == labels).sum().float()
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    correct5 = (top5 == labels[:, None]).any(dim=1).sum().float()
     nll = F.cross_entropy(logits, labels)
     ece = expected_calibration_error(logits.softmax(dim=1), labels)
-    correct, nll, ece = torch.stack([correct, nll, ece]).tolist()  # the one host sync
+    correct, correct5, nll, ece = torch.stack([correct, correct5, nll, ece]).tolist()  # the one host sync
     accuracy = 100.0 * correct / len(labels)
-    return {"acc": accuracy, "error": 100.0 - accuracy, "nll": nll, "ece": ece}
+    return {"acc": accuracy, "error": 100.0 - accuracy, "top5": 100.0 * correct5 / len(labels), "nll": nll, "ece": ece}

@@ -9,12 +9,12 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_acc", "test_error", "test_nll", "test_ece",
-           "epoch_seconds", "train_images_per_second"]
+           "epoch_seconds", "train_images_per_second", "test_top5"]
 
 # metrics.csv column -> TensorBoard tag
 TAGS = {
     "train_loss": "train/loss", "train_acc": "train/acc", "test_acc": "test/acc", "test_error": "test/error",
-    "test_nll": "test/nll", "test_ece": "test/ece", "lr": "lr",
+    "test_nll": "test/nll", "test_ece": "test/ece", "test_top5": "test/top5", "lr": "lr",
     "train_images_per_second": "throughput/images_per_second", "epoch_seconds": "time/epoch_seconds",
 }
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -30,6 +31,18 @@ from mmx.run_log import RunLog, write_json
 log = logging.getLogger("mmx")
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+SMOKE_STEPS = 2
+
+
+def smoke_version(cfg: DictConfig) -> DictConfig:
+    """Any recipe cut to two training steps and one test batch of a single epoch."""
+    cfg = cfg.copy()
+    cfg.epochs = 1
+    if "milestones" in cfg.schedule:
+        cfg.schedule.milestones = []
+    cfg.trainer.max_steps_per_epoch = SMOKE_STEPS
+    cfg.trainer.max_eval_batches = 1
+    return cfg
 
 
 def build(node: DictConfig, **kwargs):
@@ -85,6 +98,8 @@ def setup(cfg: DictConfig) -> Setup:
     torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
 
     data = build(cfg.dataset.source)
+    if cfg.dataset.labels_per_class is not None:
+        data = data.with_labels_per_class(cfg.dataset.labels_per_class)
     torch.manual_seed(cfg.seed)
     model = build(cfg.model, num_classes=data.num_classes, in_channels=data.channels)
     validate(cfg, mix_points=model.mix_points, train_size=len(data.train_images), device_type=device.type)
@@ -109,15 +124,15 @@ def autocast(s: Setup):
     return contextlib.nullcontext()
 
 
-def train_one_epoch(s: Setup, loss_fn, progress: bool, epoch: int) -> dict:
+def train_one_epoch(s: Setup, loss_fn, progress: bool, epoch: int, max_steps: int | None = None) -> dict:
     """One pass over the training set; statistics stay on the device until the epoch ends."""
     s.model.train()
-    steps = len(s.batches)
+    steps = len(s.batches) if max_steps is None else min(max_steps, len(s.batches))
     step_losses = torch.zeros(steps, device=s.device)
     correct = torch.zeros((), device=s.device)
     start = time.perf_counter()
-    for step, (images, labels) in enumerate(tqdm(s.batches, total=steps, desc=f"epoch {epoch}",
-                                                 leave=False, disable=not progress)):
+    for step, (images, labels) in enumerate(tqdm(itertools.islice(s.batches, steps), total=steps,
+                                                 desc=f"epoch {epoch}", leave=False, disable=not progress)):
         if s.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         draw = s.mixer.draw(len(images))
@@ -142,16 +157,18 @@ def train_one_epoch(s: Setup, loss_fn, progress: bool, epoch: int) -> dict:
 
 
 @torch.inference_mode()
-def evaluate(s: Setup, batch_size: int) -> dict:
-    """Accuracy, error, NLL and ECE on the whole test set (logits gathered on the device)."""
+def evaluate(s: Setup, batch_size: int, max_batches: int | None = None) -> dict:
+    """Accuracy, error, NLL and ECE on the test set (logits gathered on the device)."""
     s.model.eval()
-    logits = []
-    for images, _ in eval_batches(s.data.test_images, s.data.test_labels, batch_size, s.normalizer):
+    logits, labels = [], []
+    batches = eval_batches(s.data.test_images, s.data.test_labels, batch_size, s.normalizer)
+    for images, batch_labels in itertools.islice(batches, max_batches):
         if s.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(s):
             logits.append(s.model(images).float())
-    return classification_metrics(torch.cat(logits), s.data.test_labels)
+        labels.append(batch_labels)
+    return classification_metrics(torch.cat(logits), torch.cat(labels))
 
 
 class Diverged(Exception):
@@ -164,6 +181,8 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """Train (or continue) the run in ``run_dir`` and return its summary."""
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
+    if cfg.smoke:
+        cfg = smoke_version(cfg)
     s = setup(cfg)
     loss_fn = LOSSES[cfg.loss]
     start_epoch, best, wall_seconds = 0, None, 0.0
@@ -186,20 +205,21 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             started = time.perf_counter()
             lr = s.optimizer.param_groups[0]["lr"]
             try:
-                train_stats = train_one_epoch(s, loss_fn, cfg.trainer.progress, epoch)
+                train_stats = train_one_epoch(s, loss_fn, cfg.trainer.progress, epoch, cfg.trainer.max_steps_per_epoch)
             except Diverged as error:
                 kept = (f"the last good checkpoint is {ckpt_dir / 'last.pt'} (epoch {epoch - 1})" if epoch > 1
                         else "no checkpoint was written before it")
                 raise UserError(f"{error}; {kept}; lower optim.lr or try loss/precision settings that keep it finite") from None
             s.scheduler.step()
-            test = evaluate(s, cfg.trainer.eval_batch_size)
+            test = evaluate(s, cfg.trainer.eval_batch_size, cfg.trainer.max_eval_batches)
             epoch_seconds = time.perf_counter() - started
             wall_seconds += epoch_seconds
             row = {"epoch": epoch, "lr": lr, "train_loss": train_stats["train_loss"], "train_acc": train_stats["train_acc"],
                    "test_acc": test["acc"], "test_error": test["error"], "test_nll": test["nll"], "test_ece": test["ece"],
-                   "epoch_seconds": epoch_seconds, "train_images_per_second": train_stats["train_images_per_second"]}
+                   "epoch_seconds": epoch_seconds, "train_images_per_second": train_stats["train_images_per_second"],
+                   "test_top5": test["top5"]}
             run_log.append(row)
-            final = {**{k: test[k] for k in ("acc", "error", "nll", "ece")}, "epoch": epoch}
+            final = {**{k: test[k] for k in ("acc", "error", "top5", "nll", "ece")}, "epoch": epoch}
             improved = best is None or final["error"] < best["error"]
             if improved:
                 best = final
@@ -241,10 +261,11 @@ def restore(s: Setup, state: dict) -> tuple[int, dict, float]:
 
 def _summary(cfg: DictConfig, s: Setup, *, best, final, epochs_done: int, wall_seconds: float) -> dict:
     return {
-        "dataset": cfg.dataset.name, "model": cfg.model.name, "mixup": cfg.mixup.name,
+        "experiment": cfg.experiment, "dataset": cfg.dataset.name, "model": cfg.model.name, "mixup": cfg.mixup.name,
         "alpha": cfg.mixup.alpha if cfg.mixup.name != "none" else None,
         "layers": list(cfg.mixup.layers) if cfg.mixup.name != "none" else [],
-        "loss": cfg.loss, "seed": cfg.seed, "epochs": cfg.epochs, "epochs_done": epochs_done,
+        "loss": cfg.loss, "seed": cfg.seed, "epochs": cfg.epochs, "epochs_done": epochs_done, "smoke": cfg.smoke,
+        "labels_per_class": cfg.dataset.labels_per_class,
         "finished": epochs_done == cfg.epochs, "final": final, "best": best,
         "wall_seconds": wall_seconds, "device": _device_name(s.device), "precision": s.precision,
         "torch": torch.__version__,

@@ -80,3 +80,43 @@ def use_checksums(monkeypatch, root: Path, variant: str) -> None:
     monkeypatch.setattr(cls, "train_list", rewrite(cls.train_list))
     monkeypatch.setattr(cls, "test_list", rewrite(cls.test_list))
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": calculate_md5(folder / cls.meta["filename"])})
+
+
+def write_tiny_imagenet(root: Path, classes: int = 3, train_per_class: int = 4, val_per_class: int = 2,
+                        seed: int = 0) -> dict:
+    """The release layout: wnids.txt, words.txt, train/<wnid>/images/*.JPEG (+ boxes file),
+    val/images/*.JPEG and val/val_annotations.txt; some images greyscale, as in the release."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = root / "tiny-imagenet-200"
+    wnids = [f"n{1000 + 7 * i:08d}" for i in range(classes)]
+    (folder / "val" / "images").mkdir(parents=True)
+    (folder / "wnids.txt").write_text("\n".join(reversed(wnids)) + "\n")  # the release is not sorted
+    (folder / "words.txt").write_text("".join(f"{w}\tthing {i}\n" for i, w in enumerate(wnids)))
+    colours = {}
+    annotations = []
+    for c, wnid in enumerate(wnids):
+        images = folder / "train" / wnid / "images"
+        images.mkdir(parents=True)
+        (folder / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
+        for i in range(train_per_class):
+            _save_jpeg(images / f"{wnid}_{i}.JPEG", c, grey=(i == 0))
+        for i in range(val_per_class):
+            name = f"val_{c * val_per_class + i}.JPEG"
+            _save_jpeg(folder / "val" / "images" / name, c, grey=False)
+            annotations.append(f"{name}\t{wnid}\t0\t0\t63\t63")
+        colours[wnid] = c
+    rng.shuffle(annotations)
+    (folder / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
+    return {"wnids": sorted(wnids), "val_labels": {a.split("\t")[0]: sorted(wnids).index(a.split("\t")[1])
+                                                   for a in annotations}}
+
+
+def _save_jpeg(path: Path, class_index: int, grey: bool) -> None:
+    """A flat image whose brightness encodes its class, so labels can be checked from pixels."""
+    from PIL import Image
+
+    value = 40 + 60 * class_index
+    mode, colour = ("L", value) if grey else ("RGB", (value, value, value))
+    Image.new(mode, (64, 64), colour).save(path, quality=95)

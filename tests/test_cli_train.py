@@ -9,8 +9,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import TINY, assert_one_sentence_error, run_mmx
 
 COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_acc", "test_error", "test_nll", "test_ece",
-           "epoch_seconds", "train_images_per_second"]
-TAGS = ["train/loss", "train/acc", "test/acc", "test/error", "test/nll", "test/ece", "lr",
+           "epoch_seconds", "train_images_per_second", "test_top5"]
+TAGS = ["train/loss", "train/acc", "test/acc", "test/error", "test/nll", "test/ece", "test/top5", "lr",
         "throughput/images_per_second"]
 
 
@@ -43,6 +43,7 @@ def test_metrics_csv_has_one_well_formed_row_per_epoch(digits_run):
         assert 0 <= float(row["test_acc"]) <= 100
         assert float(row["test_error"]) == pytest.approx(100 - float(row["test_acc"]))
         assert float(row["test_nll"]) > 0 and 0 <= float(row["test_ece"]) <= 1
+        assert float(row["test_acc"]) <= float(row["test_top5"]) <= 100
         assert float(row["epoch_seconds"]) > 0 and float(row["train_images_per_second"]) > 0
     assert float(rows[-1]["test_acc"]) > 50  # it learns
 
@@ -55,7 +56,7 @@ def test_summary_json(digits_run):
     assert s["final"]["epoch"] == 3 and s["final"]["acc"] == pytest.approx(float(rows[-1]["test_acc"]))
     best = min(rows, key=lambda r: float(r["test_error"]))
     assert s["best"]["error"] == pytest.approx(float(best["test_error"]))
-    assert set(s["final"]) == set(s["best"]) == {"acc", "error", "nll", "ece", "epoch"}
+    assert set(s["final"]) == set(s["best"]) == {"acc", "error", "top5", "nll", "ece", "epoch"}
     assert s["wall_seconds"] > 0 and s["device"].startswith("cpu") and s["torch"] == torch.__version__
 
 
@@ -115,3 +116,21 @@ def test_bf16_autocast_and_channels_last_paths_run_on_the_cpu(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["precision"] == "bf16" and summary["final"]["acc"] > 30
+
+
+def test_smoke_mode_runs_two_steps_of_one_epoch_of_any_config(tmp_path):
+    result = run_mmx(["train", *TINY, "smoke=true", "hydra.run.dir=run"], tmp_path)  # 30-epoch default
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["smoke"] is True and summary["epochs"] == 1 and summary["finished"]
+    assert len(read_rows(tmp_path / "run")) == 1
+
+
+def test_labels_per_class_trains_on_the_subset(tmp_path):
+    # 10 images per class = 100 images = exactly one batch of 100
+    result = run_mmx(["train", *TINY, "dataset.labels_per_class=10", "epochs=1", "schedule.milestones=[]",
+                      "hydra.run.dir=run"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["labels_per_class"] == 10
+    assert_one_sentence_error(run_mmx(["train", *TINY, "dataset.labels_per_class=5"], tmp_path),
+                              "batch_size=100", "training set size (50)")

@@ -66,3 +66,22 @@ def test_digits_split_is_fixed_and_stratified():
     assert a.train_images.max() == 255
     per_class = torch.bincount(a.test_labels, minlength=10)
     assert per_class.min() >= 35 and per_class.max() <= 37
+
+
+def test_labels_per_class_keeps_a_fixed_balanced_subset():
+    data = load_digits()
+    subset = data.with_labels_per_class(5)
+    assert torch.bincount(subset.train_labels).tolist() == [5] * 10
+    assert torch.equal(subset.train_images, data.with_labels_per_class(5).train_images)  # fixed seed
+    assert torch.equal(subset.test_labels, data.test_labels)  # the test set is untouched
+    member = subset.train_images[0]
+    assert any(torch.equal(member, image) for image in data.train_images)
+
+
+def test_labels_per_class_larger_than_a_class_is_an_error():
+    import pytest
+
+    from mmx.errors import UserError
+
+    with pytest.raises(UserError, match="labels_per_class=500"):
+        load_digits().with_labels_per_class(500)

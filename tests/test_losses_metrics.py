@@ -66,3 +66,9 @@ def test_classification_metrics():
     assert m["acc"] == 75.0 and m["error"] == 25.0
     assert math.isclose(m["nll"], F.cross_entropy(logits, labels).item(), rel_tol=1e-6)
     assert 0 <= m["ece"] <= 1
+
+
+def test_top5_accuracy():
+    logits = torch.arange(7.0).repeat(2, 1)  # class 6 ranks first, class 0 last
+    m = classification_metrics(logits, torch.tensor([2, 1]))
+    assert m["top5"] == 50.0 and m["acc"] == 0.0

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mmx.errors import UserError
+
 
 @dataclass
 class ImageSplits:
@@ -31,6 +33,23 @@ class ImageSplits:
     @property
     def channels(self) -> int:
         return self.train_images.shape[1]
+
+    def with_labels_per_class(self, count: int, seed: int = 0) -> "ImageSplits":
+        """Keep ``count`` training images of every class, drawn with a fixed seed (the low-data regime).
+
+        The seed belongs to the subset, not to the run: every seed of a sweep trains on the same images.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        keep = []
+        for label in range(self.num_classes):
+            members = (self.train_labels == label).nonzero().flatten()
+            if len(members) < count:
+                raise UserError(f"dataset.labels_per_class={count} but class {label} has only {len(members)} "
+                                f"training images; choose at most {len(members)}")
+            keep.append(members[torch.randperm(len(members), generator=generator)[:count]])
+        index = torch.cat(keep).sort().values
+        return ImageSplits(self.train_images[index], self.train_labels[index], self.test_images, self.test_labels,
+                           self.num_classes)
 
     def to(self, device: torch.device) -> "ImageSplits":
         return ImageSplits(self.train_images.to(device), self.train_labels.to(device),
