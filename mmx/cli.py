@@ -16,11 +16,13 @@ from mmx.errors import UserError
 
 log = logging.getLogger("mmx")
 
-GROUPS = ("dataset", "model", "mixup", "optim", "schedule")
+GROUPS = ("dataset", "model", "mixup", "optim", "schedule", "recipe")
 
 # A resumed run writes into its own directory and keeps the .hydra/ of its first invocation.
 OmegaConf.register_new_resolver("mmx_run_dir", lambda resume, fresh: resume if resume else fresh, replace=True)
 OmegaConf.register_new_resolver("mmx_hydra_subdir", lambda resume: None if resume else ".hydra", replace=True)
+# Sweep subdirectories are named by their overrides; experiment names hold "/", which would nest them.
+OmegaConf.register_new_resolver("mmx_slug", lambda text: str(text).replace("/", "-"), replace=True)
 
 
 def group_options() -> dict[str, list[str]]:
@@ -32,13 +34,19 @@ def group_options() -> dict[str, list[str]]:
 
 def usage() -> str:
     groups = "\n".join(f"  {group:<9} {' | '.join(options)}" for group, options in group_options().items())
+    paper = resources.files("mmx.configs").joinpath("experiment/paper")
+    tables = "\n".join(f"  {t.name:<9} {len(list(t.iterdir()))} cells, e.g. {sorted(t.iterdir(), key=str)[0].name[:-5]}"
+                       for t in sorted(paper.iterdir(), key=str) if t.is_dir())
     return f"""usage: mmx <command> [options]
 
 Manifold mixup experiments: train PreActResNets and WideResNets with no mixup, input mixup or
 manifold mixup, logging accuracy, NLL and calibration to metrics.csv, TensorBoard and summary.json.
 
 commands:
-  train     train one run, or a sweep with -m (Hydra overrides: GROUP=OPTION, KEY=VALUE)
+  train      train one run, or a sweep with -m (Hydra overrides: GROUP=OPTION, KEY=VALUE)
+  reproduce  run every cell of a paper table x seeds as one multirun (`mmx reproduce --help`)
+  tables     tabulate runs (mean ± std over seeds, paper's numbers beside) as CSV, Markdown, LaTeX
+  plot       test error and NLL curves per epoch, and error against alpha, as PNG
 
 config groups (mmx train GROUP=OPTION):
 {groups}
@@ -48,7 +56,12 @@ examples:
   mmx train dataset=cifar10 model=preactresnet18 mixup=manifold
   mmx train -m mixup.alpha=0.5,1,2 seed=0,1,2
   mmx train resume=RUN_DIR
+  mmx train experiment=paper/table1/cifar10_preactresnet18_manifold seed=3
+  mmx reproduce table1 seeds=5 --dry-run      # estimated GPU-hours and the multirun command
   mmx train --help                            # every group, option and default value
+
+paper recipes (mmx train experiment=paper/TABLE/CELL):
+{tables}
 """
 
 
@@ -58,17 +71,41 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     command, rest = argv[0], argv[1:]
-    if command != "train":
+    commands = {"train": run_train, "reproduce": _reproduce, "tables": _tables, "plot": _plot}
+    if command not in commands:
         print(f"mmx: error: unknown command {command!r}; run `mmx --help` for the list of commands", file=sys.stderr)
         return 2
     try:
-        _check_resume_target(rest)
+        return commands[command](rest)
     except UserError as error:
         print(f"mmx: error: {error}", file=sys.stderr)
         return 2
-    sys.argv = ["mmx train", *rest]
+
+
+def run_train(overrides: list[str]) -> int:
+    """``mmx train OVERRIDES``: Hydra parses the overrides (and -m, --help, --cfg ...)."""
+    _check_resume_target(overrides)
+    sys.argv = ["mmx train", *overrides]
     train_command()
     return 0
+
+
+def _reproduce(args: list[str]) -> int:
+    from mmx.reproduce import main as reproduce
+
+    return reproduce(args)
+
+
+def _tables(args: list[str]) -> int:
+    from mmx.report.commands import tables_main
+
+    return tables_main(args)
+
+
+def _plot(args: list[str]) -> int:
+    from mmx.report.commands import plot_main
+
+    return plot_main(args)
 
 
 def _check_resume_target(overrides: list[str]) -> None:
