@@ -1,0 +1,47 @@
+"""``mmx tables`` and ``mmx plot``: argument parsing and what they print."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from mmx.errors import UserError
+
+
+def _runs(parser: argparse.ArgumentParser, argv: list[str]):
+    parser.add_argument("runs", nargs="*", default=["runs"], help="folders to scan for run directories (default: runs)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    from mmx.report.runs import collect
+
+    try:
+        runs = collect([Path(p) for p in args.runs])
+    except FileNotFoundError as error:
+        raise UserError(f"{error.args[0]} does not exist; pass the folders that hold your runs") from None
+    if runs.empty:
+        raise UserError(f"no runs under {', '.join(args.runs)}; train some with `mmx train` first")
+    return args, runs
+
+
+def tables_main(argv: list[str]) -> int:
+    from mmx.report.tables import write_tables
+
+    return _command(argv, "mmx tables", "Tabulate runs: mean ± std over seeds per cell, the paper's numbers beside "
+                    "ours, as CSV, Markdown and LaTeX.", "results", write_tables)
+
+
+def plot_main(argv: list[str]) -> int:
+    from mmx.report.plots import write_plots
+
+    return _command(argv, "mmx plot", "Figures of runs: test error and NLL per epoch (mean ± std over seeds) and "
+                    "error against alpha, as PNG.", "results/figures", write_plots)
+
+
+def _command(argv: list[str], prog: str, description: str, default_out: str, write) -> int:
+    """Parse ``RUN_DIRS... --out OUT``, collect the runs, write, and show what was written."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--out", default=default_out, help=f"where to write (default: {default_out})")
+    args, runs = _runs(parser, argv)
+    for path in write(runs, Path(args.out)):
+        print(f"== {path}\n{path.read_text()}" if path.suffix == ".md" else f"wrote {path}")
+    return 0
