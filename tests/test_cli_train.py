@@ -22,11 +22,12 @@ def read_rows(run):
 def test_help_lists_commands_groups_and_options(tmp_path):
     top = run_mmx(["--help"], tmp_path)
     assert top.returncode == 0
-    for text in ("train", "dataset", "cifar10", "svhn", "wrn28_10", "preactresnet34", "manifold", "cosine"):
+    for text in ("train", "reproduce", "tables", "plot", "dataset", "cifar10", "svhn", "tinyimagenet", "wrn28_10",
+                 "preactresnet34", "manifold", "cosine", "table1", "public_code"):
         assert text in top.stdout
     train = run_mmx(["train", "--help"], tmp_path)
     assert train.returncode == 0
-    for text in ("dataset: cifar10, cifar100, digits, svhn", "mixup: input, manifold, none", "alpha: 2.0", "resume"):
+    for text in ("dataset: cifar10, cifar100, digits, svhn, tinyimagenet", "mixup: input, manifold, none", "alpha: 2.0", "resume"):
         assert text in train.stdout
 
 

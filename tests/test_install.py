@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -13,6 +14,9 @@ def test_wheel_install_into_a_fresh_venv_trains_from_another_directory(tmp_path)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(REPO)],
                    check=True, capture_output=True, timeout=600)
     wheel = next(wheels.glob("mmx-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name.removeprefix("mmx/configs/") for name in archive.namelist() if name.endswith(".yaml")}
+    assert shipped == {str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml")}
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
