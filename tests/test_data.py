@@ -85,3 +85,31 @@ def test_labels_per_class_larger_than_a_class_is_an_error():
 
     with pytest.raises(UserError, match="labels_per_class=500"):
         load_digits().with_labels_per_class(500)
+
+
+def test_crop_and_flip_follow_torchvisions_distribution():
+    """Same outcome frequencies as RandomCrop(size, padding) + RandomHorizontalFlip (chi-square test)."""
+    from collections import Counter
+
+    from scipy.stats import chi2_contingency
+    from torchvision.transforms import v2
+
+    image = torch.arange(1, 17, dtype=torch.uint8).view(1, 4, 4)
+    draws = 3000
+    torch.manual_seed(0)
+    reference = v2.Compose([v2.RandomCrop(4, padding=1), v2.RandomHorizontalFlip()])
+    theirs = Counter(reference(image).numpy().tobytes() for _ in range(draws))
+    batch = image.unsqueeze(0).repeat(draws, 1, 1, 1)
+    ours = Counter(x.numpy().tobytes() for x in random_crop_flip(batch, 1, True, torch.Generator().manual_seed(1)))
+    outcomes = sorted(set(theirs) | set(ours))
+    assert len(outcomes) == 18  # 9 offsets x 2 mirror states, all distinct for distinct pixels
+    _, p_value, _, _ = chi2_contingency([[theirs[o] for o in outcomes], [ours[o] for o in outcomes]])
+    assert p_value > 1e-3
+
+
+def test_augmentation_is_reproducible_under_a_seed():
+    batch = torch.randint(0, 255, (64, 3, 8, 8), dtype=torch.uint8)
+    a = random_crop_flip(batch, 2, True, torch.Generator().manual_seed(3))
+    b = random_crop_flip(batch, 2, True, torch.Generator().manual_seed(3))
+    c = random_crop_flip(batch, 2, True, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
