@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -18,9 +20,21 @@ log = logging.getLogger("mmx")
 
 GROUPS = ("dataset", "model", "mixup", "optim", "schedule", "recipe")
 
-# A resumed run writes into its own directory and keeps the .hydra/ of its first invocation.
-OmegaConf.register_new_resolver("mmx_run_dir", lambda resume, fresh: resume if resume else fresh, replace=True)
-OmegaConf.register_new_resolver("mmx_hydra_subdir", lambda resume: None if resume else ".hydra", replace=True)
+RANK = int(os.environ.get("RANK", 0))  # set by torchrun; only rank 0 writes a run directory
+
+
+def _run_dir(resume, fresh):
+    """A resumed run writes into its own directory; torchrun's other ranks get a scratch one
+    (train() replaces it by rank 0's)."""
+    if resume:
+        return resume
+    return fresh if RANK == 0 else os.path.join(tempfile.gettempdir(), f"mmx-rank{RANK}-{os.getppid()}")
+
+
+OmegaConf.register_new_resolver("mmx_run_dir", _run_dir, replace=True)
+# A resumed run keeps the .hydra/ of its first invocation; other ranks write none.
+OmegaConf.register_new_resolver("mmx_hydra_subdir", lambda resume: None if resume or RANK else ".hydra", replace=True)
+OmegaConf.register_new_resolver("mmx_log_file", lambda path: path if RANK == 0 else os.devnull, replace=True)
 # Sweep subdirectories are named by their overrides; experiment names hold "/", which would nest them.
 OmegaConf.register_new_resolver("mmx_slug", lambda text: str(text).replace("/", "-"), replace=True)
 
@@ -130,7 +144,7 @@ def train_command(cfg: DictConfig) -> None:
         resume = bool(cfg.resume)
         if resume:
             cfg = _saved_config(cfg, run_dir)
-        elif (run_dir / "checkpoints" / "last.pt").exists():
+        elif RANK == 0 and (run_dir / "checkpoints" / "last.pt").exists():
             raise UserError(f"{run_dir} already holds a run; continue it with resume={run_dir} or choose another "
                             f"hydra.run.dir")
         summary = train(cfg, run_dir, resume=resume)

@@ -6,7 +6,7 @@ from omegaconf import DictConfig, OmegaConf
 from mmx.errors import UserError
 
 
-def validate(cfg: DictConfig, *, mix_points: int, train_size: int, device_type: str) -> None:
+def validate(cfg: DictConfig, *, mix_points: int, train_size: int, device_type: str, world_size: int = 1) -> None:
     """Reject values that would crash later or silently train something else."""
     mixup = cfg.mixup
     if mixup.name != "none" and not mixup.alpha > 0:
@@ -27,6 +27,12 @@ def validate(cfg: DictConfig, *, mix_points: int, train_size: int, device_type: 
     if not 0 < cfg.batch_size <= train_size:
         raise UserError(f"batch_size={cfg.batch_size} must be between 1 and the training set size ({train_size}); "
                         f"lower batch_size")
+    if cfg.batch_size % world_size:
+        raise UserError(f"batch_size={cfg.batch_size} is the global batch and must split evenly over the "
+                        f"{world_size} processes; choose a multiple of {world_size}")
+    if cfg.trainer.sync_bn and device_type != "cuda":
+        raise UserError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm runs on GPUs only); "
+                        "drop it or train on GPUs")
     if cfg.trainer.precision == "fp16" and device_type != "cuda":
         raise UserError(f"trainer.precision=fp16 needs a CUDA device, but this run is on {device_type}; "
                         f"use trainer.precision=fp32 (or bf16)")

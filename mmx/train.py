@@ -14,12 +14,14 @@ import hydra
 import torch
 import torch.nn.functional as F
 from hydra.errors import InstantiationException
+from torch.nn.parallel import DistributedDataParallel
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from mmx import checkpoint
+from mmx import checkpoint, distributed
 from mmx.config import validate
+from mmx.distributed import Ranks, gather_rows, shard_bounds, sum_across, sync_buffers
 from mmx.data import ImageSplits, Normalizer, TrainBatches, eval_batches
 from mmx.errors import UserError
 from mmx.losses import LOSSES
@@ -60,12 +62,15 @@ def build(node: DictConfig, **kwargs):
         raise
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, ranks: Ranks) -> torch.device:
+    """``auto``: CUDA when present, else CPU. Under torchrun each process takes GPU ``LOCAL_RANK``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"trainer.device={name} but no CUDA device is visible; use trainer.device=cpu or auto")
+    if device.type == "cuda" and ranks.active:
+        device = torch.device("cuda", ranks.local_rank)
     return device
 
 
@@ -73,10 +78,12 @@ def resolve_device(name: str) -> torch.device:
 class Setup:
     """Everything one run trains with, built from its config."""
 
+    ranks: Ranks
     device: torch.device
     precision: str
     data: ImageSplits
-    model: StagedNetwork
+    network: StagedNetwork  # the network itself: checkpoints, evaluation, mixing points
+    model: torch.nn.Module  # what trains: the network, or DDP around it under torchrun (see train())
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -86,8 +93,9 @@ class Setup:
     channels_last: bool
 
 
-def setup(cfg: DictConfig) -> Setup:
-    device = resolve_device(cfg.trainer.device)
+def setup(cfg: DictConfig, ranks: Ranks) -> Setup:
+    device = resolve_device(cfg.trainer.device, ranks)
+    distributed.start(ranks, device)
     precision = cfg.trainer.precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
@@ -102,20 +110,26 @@ def setup(cfg: DictConfig) -> Setup:
         data = data.with_labels_per_class(cfg.dataset.labels_per_class)
     torch.manual_seed(cfg.seed)
     model = build(cfg.model, num_classes=data.num_classes, in_channels=data.channels)
-    validate(cfg, mix_points=model.mix_points, train_size=len(data.train_images), device_type=device.type)
+    validate(cfg, mix_points=model.mix_points, train_size=len(data.train_images), device_type=device.type,
+             world_size=ranks.world_size)
 
     channels_last = device.type == "cuda" if cfg.trainer.channels_last == "auto" else bool(cfg.trainer.channels_last)
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    if ranks.active and cfg.trainer.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    network = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     data = data.to(device)
-    optimizer = build(cfg.optim)(model.parameters())
+    optimizer = build(cfg.optim)(network.parameters())
     scheduler = build(cfg.schedule)(optimizer)
     normalizer = Normalizer(cfg.dataset.mean, cfg.dataset.std, device)
     batches = TrainBatches(data.train_images, data.train_labels, cfg.batch_size, normalizer,
-                           cfg.dataset.crop_padding, cfg.dataset.flip, seed=cfg.seed * 1000 + 1)
-    mixer = Mixer(cfg.mixup.name, cfg.mixup.alpha, cfg.mixup.layers, device, seed=cfg.seed * 1000 + 2)
+                           cfg.dataset.crop_padding, cfg.dataset.flip, seed=cfg.seed * 1000 + 1,
+                           rank=ranks.rank, world_size=ranks.world_size)
+    # Each process mixes within its own batch, with its own draws.
+    mixer = Mixer(cfg.mixup.name, cfg.mixup.alpha, cfg.mixup.layers, device,
+                  seed=cfg.seed * 1000 + 2 + 7919 * ranks.rank)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    return Setup(device, precision, data, model, optimizer, scheduler, scaler, batches, normalizer, mixer,
-                 channels_last)
+    return Setup(ranks, device, precision, data, network, network, optimizer, scheduler, scaler, batches, normalizer,
+                 mixer, channels_last)
 
 
 def autocast(s: Setup):
@@ -146,7 +160,9 @@ def train_one_epoch(s: Setup, loss_fn, progress: bool, epoch: int, max_steps: in
         s.scaler.update()
         step_losses[step] = loss.detach()
         correct += (logits.argmax(dim=1) == targets.argmax(dim=1)).sum()
-    losses = step_losses.cpu()  # the epoch's one host sync
+    sum_across(step_losses, s.ranks)
+    sum_across(correct, s.ranks)
+    losses = step_losses.cpu() / s.ranks.world_size  # the epoch's one host sync
     seconds = time.perf_counter() - start
     finite = torch.isfinite(losses)
     if not finite.all():
@@ -158,17 +174,22 @@ def train_one_epoch(s: Setup, loss_fn, progress: bool, epoch: int, max_steps: in
 
 @torch.inference_mode()
 def evaluate(s: Setup, batch_size: int, max_batches: int | None = None) -> dict:
-    """Accuracy, error, NLL and ECE on the test set (logits gathered on the device)."""
-    s.model.eval()
-    logits, labels = [], []
-    batches = eval_batches(s.data.test_images, s.data.test_labels, batch_size, s.normalizer)
-    for images, batch_labels in itertools.islice(batches, max_batches):
+    """Accuracy, error, NLL and ECE on the test set (logits gathered on the device).
+
+    Under torchrun each process scores a contiguous shard and the logits are gathered.
+    """
+    sync_buffers(s.network, s.ranks)
+    s.network.eval()
+    count = len(s.data.test_images) if max_batches is None else min(len(s.data.test_images), max_batches * batch_size)
+    first, last = shard_bounds(count, s.ranks)
+    logits = [torch.zeros(0, s.data.num_classes, device=s.device)]
+    for images, _ in eval_batches(s.data.test_images[first:last], s.data.test_labels[first:last], batch_size,
+                                  s.normalizer):
         if s.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(s):
-            logits.append(s.model(images).float())
-        labels.append(batch_labels)
-    return classification_metrics(torch.cat(logits), torch.cat(labels))
+            logits.append(s.network(images).float())
+    return classification_metrics(gather_rows(torch.cat(logits), count, s.ranks), s.data.test_labels[:count])
 
 
 class Diverged(Exception):
@@ -178,34 +199,44 @@ class Diverged(Exception):
 
 
 def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    """Train (or continue) the run in ``run_dir`` and return its summary."""
-    run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
+    """Train (or continue) the run in ``run_dir`` and return its summary.
+
+    Under torchrun every process calls this; the main process's ``run_dir`` is used, and only
+    the main process writes.
+    """
+    ranks = distributed.from_environment()
     if cfg.smoke:
         cfg = smoke_version(cfg)
-    s = setup(cfg)
+    s = setup(cfg, ranks)
+    run_dir = Path(distributed.from_main(str(run_dir), ranks))
+    ckpt_dir = run_dir / "checkpoints"
+    main = ranks.is_main
+    info = log.info if main else (lambda *args: None)
     loss_fn = LOSSES[cfg.loss]
     start_epoch, best, wall_seconds = 0, None, 0.0
     if resume:
         start_epoch, best, wall_seconds = restore(s, checkpoint.load(ckpt_dir / "last.pt"))
-        log.info("resuming %s from epoch %d", run_dir, start_epoch)
-    else:
+        info("resuming %s from epoch %d", run_dir, start_epoch)
+    elif main:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    if ranks.active:  # gradients averaged across processes; parameters and buffers start from rank 0's
+        s.model = DistributedDataParallel(s.network, device_ids=[s.device.index] if s.device.type == "cuda" else None)
 
     if start_epoch >= cfg.epochs:
-        log.info("%s has already finished its %d epochs; nothing to do", run_dir, cfg.epochs)
+        info("%s has already finished its %d epochs; nothing to do", run_dir, cfg.epochs)
         return json.loads((run_dir / "summary.json").read_text())
-    run_log = RunLog(run_dir, resume_epoch=start_epoch)
+    run_log = RunLog(run_dir, resume_epoch=start_epoch) if main else None
     summary = None
+    progress = cfg.trainer.progress and main
     epochs = tqdm(range(start_epoch + 1, cfg.epochs + 1), initial=start_epoch, total=cfg.epochs,
-                  desc="training", disable=not cfg.trainer.progress)
+                  desc="training", disable=not progress)
     # logging_redirect_tqdm: log lines print above the progress bars, not through them
-    with logging_redirect_tqdm(), contextlib.closing(run_log):
+    with logging_redirect_tqdm(), contextlib.closing(run_log) if run_log else contextlib.nullcontext():
         for epoch in epochs:
             started = time.perf_counter()
             lr = s.optimizer.param_groups[0]["lr"]
             try:
-                train_stats = train_one_epoch(s, loss_fn, cfg.trainer.progress, epoch, cfg.trainer.max_steps_per_epoch)
+                train_stats = train_one_epoch(s, loss_fn, progress, epoch, cfg.trainer.max_steps_per_epoch)
             except Diverged as error:
                 kept = (f"the last good checkpoint is {ckpt_dir / 'last.pt'} (epoch {epoch - 1})" if epoch > 1
                         else "no checkpoint was written before it")
@@ -214,47 +245,62 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             test = evaluate(s, cfg.trainer.eval_batch_size, cfg.trainer.max_eval_batches)
             epoch_seconds = time.perf_counter() - started
             wall_seconds += epoch_seconds
+            final = {**{k: test[k] for k in ("acc", "error", "top5", "nll", "ece")}, "epoch": epoch}
+            improved = best is None or final["error"] < best["error"]
+            if improved:
+                best = final
+            state = training_state(s, epoch, best, wall_seconds)  # collective: every process takes part
+            summary = _summary(cfg, s, best=best, final=final, epochs_done=epoch, wall_seconds=wall_seconds)
+            if not main:
+                continue
             row = {"epoch": epoch, "lr": lr, "train_loss": train_stats["train_loss"], "train_acc": train_stats["train_acc"],
                    "test_acc": test["acc"], "test_error": test["error"], "test_nll": test["nll"], "test_ece": test["ece"],
                    "epoch_seconds": epoch_seconds, "train_images_per_second": train_stats["train_images_per_second"],
                    "test_top5": test["top5"]}
             run_log.append(row)
-            final = {**{k: test[k] for k in ("acc", "error", "top5", "nll", "ece")}, "epoch": epoch}
-            improved = best is None or final["error"] < best["error"]
-            if improved:
-                best = final
-            state = training_state(s, epoch, best, wall_seconds)
             checkpoint.save_atomic(state, ckpt_dir / "last.pt")
             if improved:
                 checkpoint.save_atomic(state, ckpt_dir / "best.pt")
-            summary = _summary(cfg, s, best=best, final=final, epochs_done=epoch, wall_seconds=wall_seconds)
             write_json(run_dir / "summary.json", summary)
             epochs.set_postfix(test_acc=f"{test['acc']:.2f}", nll=f"{test['nll']:.3f}")
-            log.info("epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f  %.1fs  %.0f img/s",
-                     epoch, cfg.epochs, lr, row["train_loss"], row["train_acc"], test["acc"], test["nll"], test["ece"],
-                     epoch_seconds, row["train_images_per_second"])
+            info("epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f  %.1fs  %.0f img/s",
+                 epoch, cfg.epochs, lr, row["train_loss"], row["train_acc"], test["acc"], test["nll"], test["ece"],
+                 epoch_seconds, row["train_images_per_second"])
+    if ranks.active:
+        summary["parameters_in_sync"] = distributed.parameters_in_sync(s.network, ranks)
+        if main:
+            write_json(run_dir / "summary.json", summary)
+            if not summary["parameters_in_sync"]:
+                log.warning("the processes ended with different parameters; this run's checkpoints hold rank 0's")
     return summary
 
 
 def training_state(s: Setup, epoch: int, best: dict, wall_seconds: float) -> dict:
-    """Everything a resume needs to continue exactly: weights, optimiser, schedule, scaler, generators."""
+    """Everything a resume needs to continue exactly: weights, optimiser, schedule, scaler, generators.
+
+    The data and mixing generators differ between processes, so every process's are kept.
+    """
+    own = {"data": s.batches.state_dict(), "mixer": s.mixer.state_dict()}
     return {
-        "epoch": epoch, "best": best, "wall_seconds": wall_seconds,
-        "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+        "epoch": epoch, "best": best, "wall_seconds": wall_seconds, "world_size": s.ranks.world_size,
+        "model": s.network.state_dict(), "optimizer": s.optimizer.state_dict(),
         "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(),
-        "data_rng": s.batches.generator.get_state(), "mixer_rng": s.mixer.state_dict(),
-        "global_rng": checkpoint.global_rng_state(),
+        "process_rng": distributed.gather_objects(own, s.ranks), "global_rng": checkpoint.global_rng_state(),
     }
 
 
 def restore(s: Setup, state: dict) -> tuple[int, dict, float]:
     """Load a :func:`training_state` into ``s``; returns (epoch, best, wall_seconds)."""
-    s.model.load_state_dict(state["model"])
+    if state["world_size"] != s.ranks.world_size:
+        raise UserError(f"this run was trained by {state['world_size']} process(es) and is resumed by "
+                        f"{s.ranks.world_size}; resume it with --nproc_per_node={state['world_size']} (in total)")
+    s.network.load_state_dict(state["model"])
     s.optimizer.load_state_dict(state["optimizer"])
     s.scheduler.load_state_dict(state["scheduler"])
     s.scaler.load_state_dict(state["scaler"])
-    s.batches.generator.set_state(state["data_rng"])
-    s.mixer.load_state_dict(state["mixer_rng"])
+    own = state["process_rng"][s.ranks.rank]
+    s.batches.load_state_dict(own["data"])
+    s.mixer.load_state_dict(own["mixer"])
     checkpoint.restore_global_rng_state(state["global_rng"])
     return state["epoch"], state["best"], state["wall_seconds"]
 
@@ -268,6 +314,7 @@ def _summary(cfg: DictConfig, s: Setup, *, best, final, epochs_done: int, wall_s
         "labels_per_class": cfg.dataset.labels_per_class,
         "finished": epochs_done == cfg.epochs, "final": final, "best": best,
         "wall_seconds": wall_seconds, "device": _device_name(s.device), "precision": s.precision,
+        "world_size": s.ranks.world_size,
         "torch": torch.__version__,
     }
 

@@ -65,7 +65,7 @@ def test_checkpoints_load_with_weights_only(digits_run):
     last = torch.load(digits_run / "checkpoints" / "last.pt", weights_only=True)
     best = torch.load(digits_run / "checkpoints" / "best.pt", weights_only=True)
     assert last["epoch"] == 3 and best["epoch"] == json.loads((digits_run / "summary.json").read_text())["best"]["epoch"]
-    assert {"model", "optimizer", "scheduler", "scaler", "data_rng", "mixer_rng", "global_rng"} <= set(last)
+    assert {"model", "optimizer", "scheduler", "scaler", "process_rng", "global_rng", "world_size"} <= set(last)
     assert not list((digits_run / "checkpoints").glob(".*tmp"))
 
 

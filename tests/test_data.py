@@ -43,9 +43,9 @@ def test_an_epoch_visits_each_image_at_most_once_and_is_reproducible():
     epoch = [y for _, y in batches]
     seen = torch.cat(epoch)
     assert len(set(seen.tolist())) == 9
-    state = batches.generator.get_state()
+    state = batches.state_dict()
     again = [y for _, y in batches]
-    batches.generator.set_state(state)
+    batches.load_state_dict(state)
     replay = [y for _, y in batches]
     assert all(torch.equal(a, b) for a, b in zip(again, replay))
     assert not all(torch.equal(a, b) for a, b in zip(epoch, again))  # a fresh order each epoch

@@ -23,27 +23,42 @@ class TrainBatches:
     """One epoch = a fresh permutation cut into full batches (the remainder is dropped).
 
     Dropping the remainder keeps every step the same shape (what graph capture needs); a fresh
-    permutation per epoch means every image is still seen. All randomness comes from one generator
-    on the data's device, whose state a checkpoint saves, so a resumed run draws the same batches.
+    permutation per epoch means every image is still seen. All randomness comes from generators
+    on the data's device, whose states a checkpoint saves, so a resumed run draws the same batches.
+
+    Under torchrun every process draws the same permutation and takes its own slice of each global
+    batch of ``batch_size``; crops and flips then come from a generator of its own.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, normalizer: Normalizer,
-                 crop_padding: int, flip: bool, seed: int):
+                 crop_padding: int, flip: bool, seed: int, rank: int = 0, world_size: int = 1):
         self.images, self.labels = images, labels
         self.batch_size = batch_size
+        self.local_size = batch_size // world_size
+        self.offset = rank * self.local_size
         self.normalizer = normalizer
         self.crop_padding, self.flip = crop_padding, flip
-        self.generator = torch.Generator(images.device).manual_seed(seed)
+        self.order_generator = torch.Generator(images.device).manual_seed(seed)
+        self.augment_generator = self.order_generator if world_size == 1 else \
+            torch.Generator(images.device).manual_seed(seed + 7919 * (rank + 1))
 
     def __len__(self) -> int:
         return len(self.images) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.images), device=self.images.device, generator=self.generator)
+        order = torch.randperm(len(self.images), device=self.images.device, generator=self.order_generator)
         for step in range(len(self)):
-            index = order[step * self.batch_size:(step + 1) * self.batch_size]
-            images = random_crop_flip(self.images[index], self.crop_padding, self.flip, self.generator)
+            start = step * self.batch_size + self.offset
+            index = order[start:start + self.local_size]
+            images = random_crop_flip(self.images[index], self.crop_padding, self.flip, self.augment_generator)
             yield self.normalizer(images), self.labels[index]
+
+    def state_dict(self) -> dict:
+        return {"order": self.order_generator.get_state(), "augment": self.augment_generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order_generator.set_state(state["order"])
+        self.augment_generator.set_state(state["augment"])
 
 
 def eval_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
