@@ -61,6 +61,7 @@ commands:
   reproduce  run every cell of a paper table x seeds as one multirun (`mmx reproduce --help`)
   tables     tabulate runs (mean ± std over seeds, paper's numbers beside) as CSV, Markdown, LaTeX
   plot       test error and NLL curves per epoch, and error against alpha, as PNG
+  bench      training-step images/s: mmx's path against the public code's way (`mmx bench --help`)
 
 config groups (mmx train GROUP=OPTION):
 {groups}
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     command, rest = argv[0], argv[1:]
-    commands = {"train": run_train, "reproduce": _reproduce, "tables": _tables, "plot": _plot}
+    commands = {"train": run_train, "reproduce": _reproduce, "tables": _tables, "plot": _plot, "bench": _bench}
     if command not in commands:
         print(f"mmx: error: unknown command {command!r}; run `mmx --help` for the list of commands", file=sys.stderr)
         return 2
@@ -108,6 +109,12 @@ def _reproduce(args: list[str]) -> int:
     from mmx.reproduce import main as reproduce
 
     return reproduce(args)
+
+
+def _bench(args: list[str]) -> int:
+    from mmx.bench import main as bench
+
+    return bench(args)
 
 
 def _tables(args: list[str]) -> int:

@@ -1,0 +1,197 @@
+"""``mmx bench``: training-step throughput of mmx's path against a re-creation of the public code's.
+
+Both paths train the same network on the same device in one process. The reference path is the
+public code's way: fp32, eager, a torchvision DataLoader with PIL transforms (RandomCrop(32,
+padding=4), RandomHorizontalFlip, ToTensor, Normalize) and 2 workers, lam drawn on the host, BCE
+of the softmax. The fast path is mmx's own training step (``mmx.train.train_one_epoch``): uint8
+data on the device, augmentation in batch, bf16 autocast and channels_last on GPUs. Each timing
+is the median of repeats after a warm-up, with the device synchronised.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_module
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import transforms
+
+from mmx.distributed import Ranks
+from mmx.losses import LOSSES, softmax_bce
+from mmx.mixing import mix
+from mmx.train import build, setup, train_one_epoch
+
+TRAIN_STEP_FORWARDS = 3  # forward + backward ~ three forward passes
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_tflops(device: torch.device) -> float:
+    """Measured dense matmul rate: bf16 on GPUs, fp32 on CPUs, the yardstick for 'of peak'.
+
+    'of peak' is model FLOPs per second over this rate; convolution algorithms that do less
+    arithmetic than the model's FLOPs (Winograd) can take it past 100%, as seen on CPUs.
+    """
+    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    synchronize(device)
+    repeats = 20 if device.type == "cuda" else 5
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronize(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e12
+
+
+class PilImages(Dataset):
+    """uint8 images served as PIL images through transforms, as torchvision's CIFAR10 serves them."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
+        self.images = images.permute(0, 2, 3, 1).numpy()
+        self.labels = labels.tolist()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.transform(Image.fromarray(self.images[i].squeeze(-1) if self.images.shape[-1] == 1
+                                              else self.images[i])), self.labels[i]
+
+
+def reference_steps(s, cfg, loader_iter, steps: int) -> float:
+    """The public code's step, ``steps`` times; returns seconds (device synchronised)."""
+    network, optimizer, device = s.network, s.optimizer, s.device
+    layers = list(cfg.mixup.layers) if cfg.mixup.name != "none" else []
+    network.train()
+    start = time.perf_counter()
+    for _ in range(steps):
+        images, labels = next(loader_iter)
+        images, labels = images.to(device), labels.to(device)
+        targets = F.one_hot(labels, s.data.num_classes).float()
+        hook = None
+        if layers:
+            point = random.choice(layers)
+            lam = torch.tensor(float(np.random.beta(cfg.mixup.alpha, cfg.mixup.alpha)), device=device)
+            perm = torch.randperm(len(images), device=device)
+            targets = mix(targets, lam, perm)
+            hook = lambda k, h, point=point, lam=lam, perm=perm: mix(h, lam, perm) if k == point else h  # noqa: E731
+        loss = softmax_bce(network(images, at_point=hook), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def endless(loader):
+    while True:
+        yield from loader
+
+
+def bench_one(model: str, regime: str, batch: int, path: str, args) -> dict:
+    """Median images/s of one (model, regime, batch size, path)."""
+    size = args.steps * batch
+    overrides = [f"model={model}", f"mixup={regime}", f"batch_size={batch}", "dataset=synthetic",
+                 f"dataset.source.train_size={size}", f"dataset.source.test_size={batch}",
+                 f"dataset.source.image_size={args.image_size}", f"trainer.device={args.device}",
+                 "trainer.progress=false", *args.override]
+    if path == "reference":
+        overrides += ["trainer.precision=fp32", "trainer.channels_last=false", "loss=bce"]
+    with initialize_config_module("mmx.configs", version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    s = setup(cfg, Ranks())
+    seconds = []
+    if path == "fast":
+        loss_fn = LOSSES[cfg.loss]
+        train_one_epoch(s, loss_fn, False, 0, max_steps=args.warmup)
+        for _ in range(args.repeats):
+            seconds.append(train_one_epoch(s, loss_fn, False, 0, max_steps=args.steps)["train_seconds"])
+    else:
+        transform = transforms.Compose([
+            transforms.RandomCrop(args.image_size, padding=cfg.dataset.crop_padding),
+            transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+            transforms.Normalize(cfg.dataset.mean, cfg.dataset.std)])
+        images = s.data.train_images.cpu()
+        loader = DataLoader(PilImages(images, s.data.train_labels.cpu(), transform), batch_size=batch, shuffle=True,
+                            num_workers=args.workers, pin_memory=s.device.type == "cuda", drop_last=True,
+                            persistent_workers=args.workers > 0)
+        batches = endless(loader)
+        reference_steps(s, cfg, batches, args.warmup)
+        for _ in range(args.repeats):
+            seconds.append(reference_steps(s, cfg, batches, args.steps))
+    with torch.device("meta"):
+        meta = build(cfg.model, num_classes=s.data.num_classes, in_channels=s.data.channels)
+        image = torch.zeros(1, s.data.channels, args.image_size, args.image_size)
+    with FlopCounterMode(display=False) as counter:
+        meta(image)
+    median = statistics.median(seconds)
+    return {"model": model, "regime": regime, "batch_size": batch, "path": path, "precision": s.precision,
+            "images_per_second": args.steps * batch / median, "seconds_per_step": median / args.steps,
+            "train_gflop_per_image": TRAIN_STEP_FORWARDS * counter.get_total_flops() / 1e9,
+            "repeats": [args.steps * batch / t for t in seconds]}
+
+
+def table(results: list[dict]) -> str:
+    """images/s, fraction of peak, fast/reference ratio, and the step-time cost of mixing over no mixing."""
+    def twin(r, **changes):
+        key = {**{k: r[k] for k in ("model", "regime", "batch_size", "path")}, **changes}
+        return next((x for x in results if all(x[k] == v for k, v in key.items())), None)
+
+    lines = [f"{'model':<15} {'regime':<9} {'batch':>5} {'path':<9} {'precision':<9} {'images/s':>10} "
+             f"{'of peak':>7} {'fast/ref':>8} {'mix cost':>8}"]
+    for r in results:
+        reference, plain = twin(r, path="reference"), twin(r, regime="none")
+        ratio = f"{r['images_per_second'] / reference['images_per_second']:.2f}x" if r["path"] == "fast" and reference else ""
+        cost = f"{plain['images_per_second'] / r['images_per_second'] - 1:+.1%}" if r["regime"] != "none" and plain else ""
+        lines.append(f"{r['model']:<15} {r['regime']:<9} {r['batch_size']:>5} {r['path']:<9} {r['precision']:<9} "
+                     f"{r['images_per_second']:>10,.0f} {r['fraction_of_peak']:>7.1%} {ratio:>8} {cost:>8}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mmx bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="preactresnet18", help="comma-separated model configs")
+    parser.add_argument("--regimes", default="none,manifold", help="comma-separated mixup configs")
+    parser.add_argument("--batch-sizes", default="100", help="comma-separated batch sizes")
+    parser.add_argument("--paths", default="reference,fast", help="reference, fast or both")
+    parser.add_argument("--steps", type=int, default=50, help="training steps per timed repeat")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference path (public code: 2)")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="bench.json", help="where to write the JSON results")
+    parser.add_argument("override", nargs="*", help="extra Hydra overrides for both paths, e.g. model.width=8")
+    args = parser.parse_args(argv)
+
+    results = [bench_one(model, regime, int(batch), path, args)
+               for model in args.models.split(",") for regime in args.regimes.split(",")
+               for batch in args.batch_sizes.split(",") for path in args.paths.split(",")]
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    peak = matmul_peak_tflops(device)
+    for r in results:
+        r["fraction_of_peak"] = r["images_per_second"] * r["train_gflop_per_image"] / (peak * 1e3)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; measured matmul peak {peak:.1f} TFLOP/s "
+          f"({'bf16' if device.type == 'cuda' else 'fp32'}); torch {torch.__version__}")
+    print(table(results))
+    Path(args.out).write_text(json.dumps({"device": name, "peak_tflops": peak, "torch": torch.__version__,
+                                          "steps": args.steps, "repeats": args.repeats, "results": results}, indent=2))
+    print(f"wrote {args.out}")
+    return 0
