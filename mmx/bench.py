@@ -22,15 +22,13 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
 from mmx.distributed import Ranks
+from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
 from mmx.losses import LOSSES, softmax_bce
 from mmx.mixing import mix
-from mmx.train import build, setup, train_one_epoch
-
-TRAIN_STEP_FORWARDS = 3  # forward + backward ~ three forward passes
+from mmx.train import setup, train_one_epoch
 
 
 def synchronize(device: torch.device) -> None:
@@ -134,15 +132,11 @@ def bench_one(model: str, regime: str, batch: int, path: str, args) -> dict:
         reference_steps(s, cfg, batches, args.warmup)
         for _ in range(args.repeats):
             seconds.append(reference_steps(s, cfg, batches, args.steps))
-    with torch.device("meta"):
-        meta = build(cfg.model, num_classes=s.data.num_classes, in_channels=s.data.channels)
-        image = torch.zeros(1, s.data.channels, args.image_size, args.image_size)
-    with FlopCounterMode(display=False) as counter:
-        meta(image)
+    flops = forward_flops(cfg.model, s.data.num_classes, (s.data.channels, args.image_size, args.image_size))
     median = statistics.median(seconds)
     return {"model": model, "regime": regime, "batch_size": batch, "path": path, "precision": s.precision,
             "images_per_second": args.steps * batch / median, "seconds_per_step": median / args.steps,
-            "train_gflop_per_image": TRAIN_STEP_FORWARDS * counter.get_total_flops() / 1e9,
+            "train_gflop_per_image": TRAIN_STEP_FORWARDS * flops / 1e9,
             "repeats": [args.steps * batch / t for t in seconds]}
 
 

@@ -1,6 +1,7 @@
 """``mmx``: the command line. ``mmx train ...`` hands its arguments to Hydra."""
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -18,6 +19,8 @@ from mmx.errors import UserError
 
 log = logging.getLogger("mmx")
 
+COMMANDS = {"reproduce": "mmx.reproduce:main", "tables": "mmx.report.commands:tables_main",
+            "plot": "mmx.report.commands:plot_main", "bench": "mmx.bench:main"}
 GROUPS = ("dataset", "model", "mixup", "optim", "schedule", "recipe")
 
 RANK = int(os.environ.get("RANK", 0))  # set by torchrun; only rank 0 writes a run directory
@@ -86,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     command, rest = argv[0], argv[1:]
-    commands = {"train": run_train, "reproduce": _reproduce, "tables": _tables, "plot": _plot, "bench": _bench}
-    if command not in commands:
+    if command != "train" and command not in COMMANDS:
         print(f"mmx: error: unknown command {command!r}; run `mmx --help` for the list of commands", file=sys.stderr)
         return 2
     try:
-        return commands[command](rest)
+        if command == "train":
+            return run_train(rest)
+        # The other commands are imported only when used: `mmx train` should not pay for pandas or matplotlib.
+        module, function = COMMANDS[command].split(":")
+        return getattr(importlib.import_module(module), function)(rest)
     except UserError as error:
         print(f"mmx: error: {error}", file=sys.stderr)
         return 2
@@ -103,30 +109,6 @@ def run_train(overrides: list[str]) -> int:
     sys.argv = ["mmx train", *overrides]
     train_command()
     return 0
-
-
-def _reproduce(args: list[str]) -> int:
-    from mmx.reproduce import main as reproduce
-
-    return reproduce(args)
-
-
-def _bench(args: list[str]) -> int:
-    from mmx.bench import main as bench
-
-    return bench(args)
-
-
-def _tables(args: list[str]) -> int:
-    from mmx.report.commands import tables_main
-
-    return tables_main(args)
-
-
-def _plot(args: list[str]) -> int:
-    from mmx.report.commands import plot_main
-
-    return plot_main(args)
 
 
 def _check_resume_target(overrides: list[str]) -> None:

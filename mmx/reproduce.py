@@ -4,19 +4,16 @@ from __future__ import annotations
 import argparse
 from importlib import resources
 
-import torch
 from hydra import compose, initialize_config_module
-from torch.utils.flop_counter import FlopCounterMode
 
 from mmx.errors import UserError
+from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
 
 # Training images per dataset, to estimate cost without loading the data.
 TRAIN_IMAGES = {"digits": 1437, "cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "tinyimagenet": 100_000}
 IMAGE_SHAPE = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "svhn": (3, 32, 32),
                "tinyimagenet": (3, 64, 64)}
 NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "svhn": 10, "tinyimagenet": 200}
-# A training step costs about three forward passes (forward, and a backward of twice its cost).
-TRAIN_STEP_FORWARDS = 3
 DEFAULT_TFLOPS = 30.0
 
 
@@ -32,19 +29,6 @@ def recipes(table: str) -> list[str]:
     return sorted(f"paper/{table}/{p.name[:-5]}" for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def forward_flops(model_cfg, dataset: str) -> float:
-    """FLOPs of one image's forward pass, counted by PyTorch on a shape-only (meta) model."""
-    import hydra
-
-    fields = {k: v for k, v in model_cfg.items() if k != "name"}
-    with torch.device("meta"):
-        model = hydra.utils.instantiate(fields, num_classes=NUM_CLASSES[dataset], in_channels=IMAGE_SHAPE[dataset][0])
-        image = torch.zeros(1, *IMAGE_SHAPE[dataset])
-    with FlopCounterMode(display=False) as counter:
-        model(image)
-    return counter.get_total_flops()
-
-
 def estimate(experiments: list[str], overrides: list[str], seeds: int, tflops: float) -> str:
     """One line per recipe with its GPU-hours at ``tflops`` sustained, and the total."""
     lines = [f"{'recipe':<58} {'epochs':>6} {'GFLOP/img':>9} {'GPU-h/seed':>10}"]
@@ -56,7 +40,7 @@ def estimate(experiments: list[str], overrides: list[str], seeds: int, tflops: f
             images = TRAIN_IMAGES[dataset]
             if cfg.dataset.labels_per_class:
                 images = cfg.dataset.labels_per_class * NUM_CLASSES[dataset]
-            flops = forward_flops(cfg.model, dataset)
+            flops = forward_flops(cfg.model, NUM_CLASSES[dataset], IMAGE_SHAPE[dataset])
             hours = cfg.epochs * images * TRAIN_STEP_FORWARDS * flops / (tflops * 1e12) / 3600
             total += hours * seeds
             lines.append(f"{experiment:<58} {cfg.epochs:>6} {flops / 1e9:>9.3f} {hours:>10.1f}")

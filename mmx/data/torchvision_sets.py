@@ -1,7 +1,6 @@
 """CIFAR-10/100 and SVHN through torchvision: its downloads, file layouts and MD5 checks."""
 from __future__ import annotations
 
-import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,7 @@ def _open(make, folder: Path, files: list[str], download: bool, how: str):
     """Build a torchvision dataset, turning 'missing' or 'unreachable' into one actionable sentence."""
     try:
         return make()
-    except (RuntimeError, urllib.error.URLError, OSError) as error:
+    except (RuntimeError, OSError) as error:  # missing/corrupt files; URLError is an OSError
         if download:
             reason = f"they could not be downloaded ({_short(error)})"
             remedy = f"{how} on a machine with internet access, or point MMX_DATA at a folder that holds them"

@@ -73,7 +73,8 @@ def write_plots(runs: pd.DataFrame, out: Path) -> list[Path]:
         curve_figure(group, f"{dataset}, {model} ({table})", out / f"{stem}_curves.png")
         written.append(out / f"{stem}_curves.png")
         mixed = group[(group["regime"] != "none") & group["finished"]]
-        if mixed.groupby(["regime", "layers"])["alpha"].nunique().max() > 1 if not mixed.empty else False:
+        alphas_per_variant = mixed.groupby(["regime", "layers"])["alpha"].nunique()
+        if (alphas_per_variant > 1).any():
             alpha_figure(group[group["regime"] != "none"], f"{dataset}, {model}: alpha sweep ({table})",
                          out / f"{stem}_alpha.png")
             written.append(out / f"{stem}_alpha.png")
