@@ -3,9 +3,11 @@
 Both paths train the same network on the same device in one process. The reference path is the
 public code's way: fp32, eager, a torchvision DataLoader with PIL transforms (RandomCrop(32,
 padding=4), RandomHorizontalFlip, ToTensor, Normalize) and 2 workers, lam drawn on the host, BCE
-of the softmax. The fast path is mmx's own training step (``mmx.train.train_one_epoch``): uint8
-data on the device, augmentation in batch, bf16 autocast and channels_last on GPUs. Each timing
-is the median of repeats after a warm-up, with the device synchronised.
+of the softmax. The other paths are mmx's own training step (``mmx.train.train_one_epoch``): uint8
+data on the device, augmentation in batch, bf16 autocast and channels_last on GPUs; eager
+(``fast``), ``compiled`` (``trainer.compile``), ``graphs`` (``trainer.cuda_graphs``) or both. Each
+timing is the median of repeats after a warm-up (long enough for every mixing point's graph to be
+captured), with the device synchronised.
 """
 from __future__ import annotations
 
@@ -26,9 +28,9 @@ from torchvision import transforms
 
 from mmx.distributed import Ranks
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
-from mmx.losses import LOSSES, softmax_bce
+from mmx.losses import softmax_bce
 from mmx.mixing import mix
-from mmx.train import setup, train_one_epoch
+from mmx.train import build_step, setup, train_one_epoch
 
 
 def synchronize(device: torch.device) -> None:
@@ -101,24 +103,32 @@ def endless(loader):
         yield from loader
 
 
+# Every path but the reference is mmx's own training step under different trainer switches.
+PATHS = {
+    "reference": ["trainer.precision=fp32", "trainer.channels_last=false", "loss=bce"],
+    "fast": [],
+    "compiled": ["trainer.compile=true"],
+    "graphs": ["trainer.cuda_graphs=true"],
+    "compiled+graphs": ["trainer.compile=true", "trainer.cuda_graphs=true"],
+}
+
+
 def bench_one(model: str, regime: str, batch: int, path: str, args) -> dict:
     """Median images/s of one (model, regime, batch size, path)."""
     size = args.steps * batch
     overrides = [f"model={model}", f"mixup={regime}", f"batch_size={batch}", "dataset=synthetic",
                  f"dataset.source.train_size={size}", f"dataset.source.test_size={batch}",
                  f"dataset.source.image_size={args.image_size}", f"trainer.device={args.device}",
-                 "trainer.progress=false", *args.override]
-    if path == "reference":
-        overrides += ["trainer.precision=fp32", "trainer.channels_last=false", "loss=bce"]
+                 "trainer.progress=false", *PATHS[path], *args.override]
     with initialize_config_module("mmx.configs", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     s = setup(cfg, Ranks())
     seconds = []
-    if path == "fast":
-        loss_fn = LOSSES[cfg.loss]
-        train_one_epoch(s, loss_fn, False, 0, max_steps=args.warmup)
+    if path != "reference":
+        build_step(s, cfg)
+        train_one_epoch(s, False, 0, max_steps=args.warmup)
         for _ in range(args.repeats):
-            seconds.append(train_one_epoch(s, loss_fn, False, 0, max_steps=args.steps)["train_seconds"])
+            seconds.append(train_one_epoch(s, False, 0, max_steps=args.steps)["train_seconds"])
     else:
         transform = transforms.Compose([
             transforms.RandomCrop(args.image_size, padding=cfg.dataset.crop_padding),
@@ -146,13 +156,13 @@ def table(results: list[dict]) -> str:
         key = {**{k: r[k] for k in ("model", "regime", "batch_size", "path")}, **changes}
         return next((x for x in results if all(x[k] == v for k, v in key.items())), None)
 
-    lines = [f"{'model':<15} {'regime':<9} {'batch':>5} {'path':<9} {'precision':<9} {'images/s':>10} "
+    lines = [f"{'model':<15} {'regime':<9} {'batch':>5} {'path':<15} {'precision':<9} {'images/s':>10} "
              f"{'of peak':>7} {'fast/ref':>8} {'mix cost':>8}"]
     for r in results:
         reference, plain = twin(r, path="reference"), twin(r, regime="none")
-        ratio = f"{r['images_per_second'] / reference['images_per_second']:.2f}x" if r["path"] == "fast" and reference else ""
+        ratio = f"{r['images_per_second'] / reference['images_per_second']:.2f}x" if r["path"] != "reference" and reference else ""
         cost = f"{plain['images_per_second'] / r['images_per_second'] - 1:+.1%}" if r["regime"] != "none" and plain else ""
-        lines.append(f"{r['model']:<15} {r['regime']:<9} {r['batch_size']:>5} {r['path']:<9} {r['precision']:<9} "
+        lines.append(f"{r['model']:<15} {r['regime']:<9} {r['batch_size']:>5} {r['path']:<15} {r['precision']:<9} "
                      f"{r['images_per_second']:>10,.0f} {r['fraction_of_peak']:>7.1%} {ratio:>8} {cost:>8}")
     return "\n".join(lines)
 
@@ -162,9 +172,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--models", default="preactresnet18", help="comma-separated model configs")
     parser.add_argument("--regimes", default="none,manifold", help="comma-separated mixup configs")
     parser.add_argument("--batch-sizes", default="100", help="comma-separated batch sizes")
-    parser.add_argument("--paths", default="reference,fast", help="reference, fast or both")
+    parser.add_argument("--paths", default="reference,fast",
+                        help=f"comma-separated, from {', '.join(PATHS)} (graphs need a GPU)")
     parser.add_argument("--steps", type=int, default=50, help="training steps per timed repeat")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--warmup", type=int, default=40,
+                        help="untimed steps first (graph paths capture each mixing point after 3 eager steps)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference path (public code: 2)")
     parser.add_argument("--image-size", type=int, default=32)
@@ -172,6 +184,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default="bench.json", help="where to write the JSON results")
     parser.add_argument("override", nargs="*", help="extra Hydra overrides for both paths, e.g. model.width=8")
     args = parser.parse_args(argv)
+    unknown = set(args.paths.split(",")) - set(PATHS)
+    if unknown:
+        parser.error(f"unknown path(s) {', '.join(sorted(unknown))}; choose from {', '.join(PATHS)}")
 
     results = [bench_one(model, regime, int(batch), path, args)
                for model in args.models.split(",") for regime in args.regimes.split(",")

@@ -38,8 +38,28 @@ def validate(cfg: DictConfig, *, mix_points: int, train_size: int, device_type: 
                         f"use trainer.precision=fp32 (or bf16)")
     if cfg.trainer.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise UserError(f"trainer.precision must be auto, fp32, bf16 or fp16 (got {cfg.trainer.precision})")
+    if cfg.trainer.cuda_graphs:
+        _check_cuda_graphs(cfg, device_type, world_size)
     if cfg.loss not in ("soft_ce", "bce"):
         raise UserError(f"loss must be soft_ce or bce (got {cfg.loss})")
+
+
+def _check_cuda_graphs(cfg: DictConfig, device_type: str, world_size: int) -> None:
+    if cfg.trainer.compile and cfg.trainer.compile_mode in ("reduce-overhead", "max-autotune"):
+        raise UserError(f"trainer.compile_mode={cfg.trainer.compile_mode} makes CUDA graphs of its own, which cannot "
+                        f"nest in trainer.cuda_graphs; use trainer.compile_mode=default or drop trainer.cuda_graphs")
+    if cfg.optim._target_ != "torch.optim.SGD":
+        raise UserError(f"trainer.cuda_graphs=true replays torch.optim.SGD updates only, not {cfg.optim._target_}; "
+                        f"use optim=sgd or drop trainer.cuda_graphs")
+    if world_size > 1:
+        raise UserError(f"trainer.cuda_graphs=true runs in one process, but this run has {world_size}; "
+                        f"drop it under torchrun (trainer.compile=true works there)")
+    if cfg.trainer.precision == "fp16":
+        raise UserError("trainer.cuda_graphs=true cannot replay fp16's loss scaling (it syncs with the host every "
+                        "step); use trainer.precision=bf16 or fp32")
+    if device_type != "cuda":
+        raise UserError(f"trainer.cuda_graphs=true needs a CUDA device, but this run is on {device_type}; "
+                        f"drop it (trainer.compile=true works on the CPU)")
 
 
 def differing_keys(saved: DictConfig, current: DictConfig, keys: list[str]) -> list[str]:

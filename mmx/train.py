@@ -12,27 +12,27 @@ from pathlib import Path
 
 import hydra
 import torch
-import torch.nn.functional as F
 from hydra.errors import InstantiationException
 from torch.nn.parallel import DistributedDataParallel
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from mmx import checkpoint, distributed
+from mmx import checkpoint, distributed, gpu_slots
 from mmx.config import validate
 from mmx.distributed import Ranks, gather_rows, shard_bounds, sum_across, sync_buffers
-from mmx.data import ImageSplits, Normalizer, TrainBatches, eval_batches
+from mmx.data import ImageSplits, Normalizer, TrainBatches
+from mmx.data.folders import FolderSplits, LoaderBatches
 from mmx.errors import UserError
 from mmx.losses import LOSSES
 from mmx.metrics import classification_metrics
 from mmx.mixing import Mixer
 from mmx.models import StagedNetwork
 from mmx.run_log import RunLog, write_json
+from mmx.step import TrainStep, autocast, capturable_sgd
 
 log = logging.getLogger("mmx")
 
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 SMOKE_STEPS = 2
 
 
@@ -81,20 +81,22 @@ class Setup:
     ranks: Ranks
     device: torch.device
     precision: str
-    data: ImageSplits
+    data: ImageSplits | FolderSplits
     network: StagedNetwork  # the network itself: checkpoints, evaluation, mixing points
     model: torch.nn.Module  # what trains: the network, or DDP around it under torchrun (see train())
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    batches: TrainBatches
+    batches: TrainBatches | LoaderBatches
     normalizer: Normalizer
     mixer: Mixer
     channels_last: bool
+    step: TrainStep | None = None  # built by build_step() once the model is final (DDP-wrapped or not)
 
 
-def setup(cfg: DictConfig, ranks: Ranks) -> Setup:
-    device = resolve_device(cfg.trainer.device, ranks)
+def setup(cfg: DictConfig, ranks: Ranks, device_name: str | None = None) -> Setup:
+    """Build a run's parts; ``device_name`` replaces ``trainer.device`` (a GPU claimed for ``cuda:free``)."""
+    device = resolve_device(device_name or cfg.trainer.device, ranks)
     distributed.start(ranks, device)
     precision = cfg.trainer.precision
     if precision == "auto":
@@ -110,7 +112,7 @@ def setup(cfg: DictConfig, ranks: Ranks) -> Setup:
         data = data.with_labels_per_class(cfg.dataset.labels_per_class)
     torch.manual_seed(cfg.seed)
     model = build(cfg.model, num_classes=data.num_classes, in_channels=data.channels)
-    validate(cfg, mix_points=model.mix_points, train_size=len(data.train_images), device_type=device.type,
+    validate(cfg, mix_points=model.mix_points, train_size=data.train_size, device_type=device.type,
              world_size=ranks.world_size)
 
     channels_last = device.type == "cuda" if cfg.trainer.channels_last == "auto" else bool(cfg.trainer.channels_last)
@@ -121,9 +123,9 @@ def setup(cfg: DictConfig, ranks: Ranks) -> Setup:
     optimizer = build(cfg.optim)(network.parameters())
     scheduler = build(cfg.schedule)(optimizer)
     normalizer = Normalizer(cfg.dataset.mean, cfg.dataset.std, device)
-    batches = TrainBatches(data.train_images, data.train_labels, cfg.batch_size, normalizer,
-                           cfg.dataset.crop_padding, cfg.dataset.flip, seed=cfg.seed * 1000 + 1,
-                           rank=ranks.rank, world_size=ranks.world_size)
+    batches = data.train_batches(cfg.batch_size, normalizer, crop_padding=cfg.dataset.crop_padding,
+                                 flip=cfg.dataset.flip, seed=cfg.seed * 1000 + 1, rank=ranks.rank,
+                                 world_size=ranks.world_size)
     # Each process mixes within its own batch, with its own draws.
     mixer = Mixer(cfg.mixup.name, cfg.mixup.alpha, cfg.mixup.layers, device,
                   seed=cfg.seed * 1000 + 2 + 7919 * ranks.rank)
@@ -132,13 +134,18 @@ def setup(cfg: DictConfig, ranks: Ranks) -> Setup:
                  mixer, channels_last)
 
 
-def autocast(s: Setup):
-    if s.precision in AUTOCAST_DTYPES:
-        return torch.autocast(s.device.type, dtype=AUTOCAST_DTYPES[s.precision])
-    return contextlib.nullcontext()
+def build_step(s: Setup, cfg: DictConfig) -> TrainStep:
+    """The training step the trainer settings ask for (eager, compiled and/or CUDA-graph replayed)."""
+    trainer = cfg.trainer
+    if trainer.cuda_graphs:
+        capturable_sgd(s.optimizer, s.device)  # after any restore: a checkpoint's param_groups replace ours
+    s.step = TrainStep(s.model, s.optimizer, s.scaler, LOSSES[cfg.loss], s.data.num_classes, s.device, s.precision,
+                       compile=trainer.compile, compile_mode=trainer.compile_mode,
+                       compile_backend=trainer.compile_backend, cuda_graphs=trainer.cuda_graphs)
+    return s.step
 
 
-def train_one_epoch(s: Setup, loss_fn, progress: bool, epoch: int, max_steps: int | None = None) -> dict:
+def train_one_epoch(s: Setup, progress: bool, epoch: int, max_steps: int | None = None) -> dict:
     """One pass over the training set; statistics stay on the device until the epoch ends."""
     s.model.train()
     steps = len(s.batches) if max_steps is None else min(max_steps, len(s.batches))
@@ -149,17 +156,9 @@ def train_one_epoch(s: Setup, loss_fn, progress: bool, epoch: int, max_steps: in
                                                  desc=f"epoch {epoch}", leave=False, disable=not progress)):
         if s.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        draw = s.mixer.draw(len(images))
-        targets = draw.targets(labels, s.data.num_classes) if draw else F.one_hot(labels, s.data.num_classes).float()
-        with autocast(s):
-            logits = s.model(images, at_point=draw.at_point if draw else None)
-        loss = loss_fn(logits.float(), targets)
-        s.optimizer.zero_grad(set_to_none=True)
-        s.scaler.scale(loss).backward()
-        s.scaler.step(s.optimizer)
-        s.scaler.update()
-        step_losses[step] = loss.detach()
-        correct += (logits.argmax(dim=1) == targets.argmax(dim=1)).sum()
+        loss, step_correct = s.step(images, labels, s.mixer.draw(len(images)))
+        step_losses[step] = loss
+        correct += step_correct
     sum_across(step_losses, s.ranks)
     sum_across(correct, s.ranks)
     losses = step_losses.cpu() / s.ranks.world_size  # the epoch's one host sync
@@ -180,16 +179,18 @@ def evaluate(s: Setup, batch_size: int, max_batches: int | None = None) -> dict:
     """
     sync_buffers(s.network, s.ranks)
     s.network.eval()
-    count = len(s.data.test_images) if max_batches is None else min(len(s.data.test_images), max_batches * batch_size)
+    count = s.data.test_size if max_batches is None else min(s.data.test_size, max_batches * batch_size)
     first, last = shard_bounds(count, s.ranks)
     logits = [torch.zeros(0, s.data.num_classes, device=s.device)]
-    for images, _ in eval_batches(s.data.test_images[first:last], s.data.test_labels[first:last], batch_size,
-                                  s.normalizer):
+    labels = [torch.zeros(0, dtype=torch.long, device=s.device)]
+    for images, batch_labels in s.data.test_batches(first, last, batch_size, s.normalizer):
         if s.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(s):
+        with autocast(s.device, s.precision):
             logits.append(s.network(images).float())
-    return classification_metrics(gather_rows(torch.cat(logits), count, s.ranks), s.data.test_labels[:count])
+        labels.append(batch_labels)
+    return classification_metrics(gather_rows(torch.cat(logits), count, s.ranks),
+                                  gather_rows(torch.cat(labels), count, s.ranks))
 
 
 class Diverged(Exception):
@@ -205,14 +206,18 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     the main process writes.
     """
     ranks = distributed.from_environment()
+    with gpu_slots.claim(cfg.trainer.device, ranks.world_size) as device_name:
+        return _train(cfg, run_dir, resume, ranks, device_name)
+
+
+def _train(cfg: DictConfig, run_dir: Path, resume: bool, ranks: Ranks, device_name: str) -> dict:
     if cfg.smoke:
         cfg = smoke_version(cfg)
-    s = setup(cfg, ranks)
+    s = setup(cfg, ranks, device_name)
     run_dir = Path(distributed.from_main(str(run_dir), ranks))
     ckpt_dir = run_dir / "checkpoints"
     main = ranks.is_main
     info = log.info if main else (lambda *args: None)
-    loss_fn = LOSSES[cfg.loss]
     start_epoch, best, wall_seconds = 0, None, 0.0
     if resume:
         start_epoch, best, wall_seconds = restore(s, checkpoint.load(ckpt_dir / "last.pt"))
@@ -221,6 +226,7 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     if ranks.active:  # gradients averaged across processes; parameters and buffers start from rank 0's
         s.model = DistributedDataParallel(s.network, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+    build_step(s, cfg)
 
     if start_epoch >= cfg.epochs:
         info("%s has already finished its %d epochs; nothing to do", run_dir, cfg.epochs)
@@ -236,7 +242,7 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             started = time.perf_counter()
             lr = s.optimizer.param_groups[0]["lr"]
             try:
-                train_stats = train_one_epoch(s, loss_fn, progress, epoch, cfg.trainer.max_steps_per_epoch)
+                train_stats = train_one_epoch(s, progress, epoch, cfg.trainer.max_steps_per_epoch)
             except Diverged as error:
                 kept = (f"the last good checkpoint is {ckpt_dir / 'last.pt'} (epoch {epoch - 1})" if epoch > 1
                         else "no checkpoint was written before it")
@@ -314,7 +320,7 @@ def _summary(cfg: DictConfig, s: Setup, *, best, final, epochs_done: int, wall_s
         "labels_per_class": cfg.dataset.labels_per_class,
         "finished": epochs_done == cfg.epochs, "final": final, "best": best,
         "wall_seconds": wall_seconds, "device": _device_name(s.device), "precision": s.precision,
-        "world_size": s.ranks.world_size,
+        "world_size": s.ranks.world_size, "compile": cfg.trainer.compile, "cuda_graphs": cfg.trainer.cuda_graphs,
         "torch": torch.__version__,
     }
 

@@ -120,3 +120,22 @@ def _save_jpeg(path: Path, class_index: int, grey: bool) -> None:
     value = 40 + 60 * class_index
     mode, colour = ("L", value) if grey else ("RGB", (value, value, value))
     Image.new(mode, (64, 64), colour).save(path, quality=95)
+
+
+def write_image_folders(root: Path, classes: int = 3, train_per_class: int = 12, val_per_class: int = 4,
+                        seed: int = 0) -> list[str]:
+    """ImageNet's prepared layout, train/<wnid>/*.JPEG and val/<wnid>/*.JPEG, with images of varied
+    sizes and aspect ratios (some greyscale) whose brightness encodes the class; returns the wnids."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    wnids = [f"n{1440 + 13 * i:08d}" for i in range(classes)]
+    for split, count in (("train", train_per_class), ("val", val_per_class)):
+        for c, wnid in enumerate(wnids):
+            (root / split / wnid).mkdir(parents=True)
+            for i in range(count):
+                width, height = (int(v) for v in rng.integers(40, 90, size=2))
+                pixels = np.clip(40 + 80 * c + rng.normal(0, 10, (height, width, 3)), 0, 255).astype(np.uint8)
+                image = Image.fromarray(pixels)
+                (image.convert("L") if i % 5 == 0 else image).save(root / split / wnid / f"{wnid}_{i}.JPEG")
+    return wnids

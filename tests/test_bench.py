@@ -1,7 +1,7 @@
 """mmx bench at tiny sizes on the CPU: both paths run, the table and the JSON are well formed."""
 import json
 
-from conftest import run_mmx
+from conftest import assert_one_sentence_error, run_mmx
 
 
 def test_bench_times_both_paths_and_writes_json(tmp_path):
@@ -24,3 +24,14 @@ def test_bench_times_both_paths_and_writes_json(tmp_path):
     assert all(row[-2].endswith("x") and row[-1].endswith("%") for row in rows if row[3] == "fast" and row[1] == "manifold")
     assert all(row[-1].endswith("%") for row in rows if row[3] == "reference" and row[1] == "manifold")  # mix cost
     assert "measured matmul peak" in result.stdout
+
+
+def test_bench_compiled_path_and_unknown_or_impossible_paths(tmp_path):
+    result = run_mmx(["bench", "--regimes", "none", "--batch-sizes", "8", "--paths", "reference,compiled",
+                      "--steps", "2", "--warmup", "2", "--repeats", "1", "model.width=4"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    (compiled,) = [r for r in json.loads((tmp_path / "bench.json").read_text())["results"] if r["path"] == "compiled"]
+    assert compiled["images_per_second"] > 0
+    assert_one_sentence_error(run_mmx(["bench", "--paths", "fast,turbo"], tmp_path), "unknown path(s) turbo")
+    assert_one_sentence_error(run_mmx(["bench", "--paths", "graphs", "--steps", "1", "model.width=4"], tmp_path),
+                              "trainer.cuda_graphs=true needs a CUDA device")

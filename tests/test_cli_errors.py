@@ -21,6 +21,9 @@ from conftest import TINY, assert_one_sentence_error, run_mmx
     ("trainer.precision=fp8", ["trainer.precision must be"]),
     ("trainer.device=cuda", ["no CUDA device is visible"]),
     ("loss=mse", ["loss must be soft_ce or bce"]),
+    ("trainer.cuda_graphs=true", ["trainer.cuda_graphs=true needs a CUDA device"]),
+    ("trainer.cuda_graphs=true trainer.compile=true trainer.compile_mode=reduce-overhead",
+     ["trainer.compile_mode=reduce-overhead", "cannot nest"]),
 ])
 def test_bad_values_are_rejected_before_training(tmp_path, override, fragments):
     result = run_mmx(["train", *TINY, *override.split()], tmp_path)

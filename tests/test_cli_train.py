@@ -27,7 +27,7 @@ def test_help_lists_commands_groups_and_options(tmp_path):
         assert text in top.stdout
     train = run_mmx(["train", "--help"], tmp_path)
     assert train.returncode == 0
-    for text in ("dataset: cifar10, cifar100, digits, svhn, synthetic, tinyimagenet", "mixup: input, manifold, none", "alpha: 2.0", "resume"):
+    for text in ("dataset: cifar10, cifar100, digits, imagenet, svhn, synthetic, tinyimagenet", "mixup: input, manifold, none", "alpha: 2.0", "resume"):
         assert text in train.stdout
 
 

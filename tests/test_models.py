@@ -74,3 +74,15 @@ def test_unknown_depths_are_rejected():
         PreActResNet(19)
     with pytest.raises(ValueError, match="6n\\+4"):
         WideResNet(27, 10)
+
+
+def test_imagenet_stem_brings_224_pixels_to_56_before_the_first_stage():
+    model = PreActResNet(18, num_classes=1000, width=8, stem="imagenet")
+    shapes = {}
+    out = model(torch.randn(2, 3, 224, 224), at_point=lambda k, h: shapes.setdefault(k, h.shape) and h)
+    assert out.shape == (2, 1000)
+    assert shapes[1][-2:] == (56, 56) and shapes[2][-2:] == (28, 28)
+    stem_convs = [m for m in model.stages[0][0].modules() if isinstance(m, torch.nn.Conv2d)]
+    assert stem_convs[0].kernel_size == (7, 7) and stem_convs[0].stride == (2, 2)
+    with pytest.raises(ValueError, match="stem must be cifar or imagenet"):
+        PreActResNet(18, stem="vit")

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mmx.data.batches import TrainBatches, eval_batches
 from mmx.errors import UserError
 
 
@@ -34,26 +35,49 @@ class ImageSplits:
     def channels(self) -> int:
         return self.train_images.shape[1]
 
-    def with_labels_per_class(self, count: int, seed: int = 0) -> "ImageSplits":
-        """Keep ``count`` training images of every class, drawn with a fixed seed (the low-data regime).
+    @property
+    def train_size(self) -> int:
+        return len(self.train_images)
 
-        The seed belongs to the subset, not to the run: every seed of a sweep trains on the same images.
-        """
-        generator = torch.Generator().manual_seed(seed)
-        keep = []
-        for label in range(self.num_classes):
-            members = (self.train_labels == label).nonzero().flatten()
-            if len(members) < count:
-                raise UserError(f"dataset.labels_per_class={count} but class {label} has only {len(members)} "
-                                f"training images; choose at most {len(members)}")
-            keep.append(members[torch.randperm(len(members), generator=generator)[:count]])
-        index = torch.cat(keep).sort().values
+    @property
+    def test_size(self) -> int:
+        return len(self.test_images)
+
+    def with_labels_per_class(self, count: int, seed: int = 0) -> "ImageSplits":
+        """Keep ``count`` training images of every class (the low-data regime); see :func:`balanced_subset`."""
+        index = balanced_subset(self.train_labels, self.num_classes, count, seed)
         return ImageSplits(self.train_images[index], self.train_labels[index], self.test_images, self.test_labels,
                            self.num_classes)
+
+    def train_batches(self, batch_size: int, normalizer, *, crop_padding: int, flip: bool, seed: int,
+                      rank: int = 0, world_size: int = 1):
+        return TrainBatches(self.train_images, self.train_labels, batch_size, normalizer, crop_padding, flip,
+                            seed=seed, rank=rank, world_size=world_size)
+
+    def test_batches(self, first: int, last: int, batch_size: int, normalizer):
+        """Test images ``first..last-1`` in order, normalised, with their labels."""
+        return eval_batches(self.test_images[first:last], self.test_labels[first:last], batch_size, normalizer)
 
     def to(self, device: torch.device) -> "ImageSplits":
         return ImageSplits(self.train_images.to(device), self.train_labels.to(device),
                            self.test_images.to(device), self.test_labels.to(device), self.num_classes)
+
+
+def balanced_subset(labels: torch.Tensor, num_classes: int, count: int, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of ``count`` examples of every class, drawn with a fixed seed.
+
+    The seed belongs to the subset, not to the run: every seed of a sweep trains on the same images.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.as_tensor(labels).cpu()
+    keep = []
+    for label in range(num_classes):
+        members = (labels == label).nonzero().flatten()
+        if len(members) < count:
+            raise UserError(f"dataset.labels_per_class={count} but class {label} has only {len(members)} "
+                            f"training images; choose at most {len(members)}")
+        keep.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    return torch.cat(keep).sort().values
 
 
 def from_hwc_numpy(array) -> torch.Tensor:

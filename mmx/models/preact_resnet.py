@@ -59,6 +59,15 @@ class PreActBottleneck(nn.Module):
         return out + shortcut
 
 
+def _stem(kind: str, in_channels: int, width: int, stride: int) -> nn.Module:
+    if kind == "cifar":
+        return nn.Conv2d(in_channels, width, 3, stride, 1, bias=False)
+    if kind == "imagenet":
+        return nn.Sequential(nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+                             nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+    raise ValueError(f"PreActResNet stem must be cifar or imagenet, got {kind!r}")
+
+
 def _projection(in_planes: int, out_planes: int, stride: int) -> nn.Module | None:
     if stride == 1 and in_planes == out_planes:
         return None
@@ -78,16 +87,18 @@ ARCHITECTURES = {
 class PreActResNet(StagedNetwork):
     """PreActResNet-``depth``; mixing points: 0 input, 1-3 outputs of residual stages 1-3.
 
-    ``stem_stride=2`` is the public code's Tiny-ImageNet (64x64) variant; ``width`` scales every
-    stage (64 is the paper's; tests use tiny widths).
+    ``stem="cifar"`` is the public code's 3x3 convolution (``stem_stride=2`` its Tiny-ImageNet
+    variant); ``stem="imagenet"`` the ImageNet ResNets' 7x7/2 convolution, BN-ReLU and 3x3/2 max
+    pool, which bring 224x224 inputs to 56x56 before the first stage. ``width`` scales every stage
+    (64 is the paper's; tests use tiny widths).
     """
 
     def __init__(self, depth: int = 18, num_classes: int = 10, in_channels: int = 3,
-                 width: int = 64, stem_stride: int = 1):
+                 width: int = 64, stem_stride: int = 1, stem: str = "cifar"):
         if depth not in ARCHITECTURES:
             raise ValueError(f"PreActResNet depth must be one of {sorted(ARCHITECTURES)}, got {depth}")
         block, counts = ARCHITECTURES[depth]
-        stem = nn.Conv2d(in_channels, width, 3, stem_stride, 1, bias=False)
+        stem = _stem(stem, in_channels, width, stem_stride)
         in_planes = width
         residual_stages = []
         for i, (count, stride) in enumerate(zip(counts, (1, 2, 2, 2))):

@@ -1,0 +1,139 @@
+"""One training step (forward, loss, backward, update), run eagerly, compiled, or replayed from CUDA graphs.
+
+The mixing point chooses which code runs, so the compiled and captured forms keep one program per
+point: ``torch.compile`` specialises one graph per point, and ``trainer.cuda_graphs`` captures the
+whole step once per point. Everything that changes from step to step (images, labels, lam,
+permutation, learning rate) is a device tensor, so a captured step replays with no host sync.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from mmx.mixing import MixDraw, mix
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+EAGER_STEPS_BEFORE_CAPTURE = 3  # per point: cuDNN autotuning, lazy state and compilation happen here
+
+
+def autocast(device: torch.device, precision: str):
+    if precision in AUTOCAST_DTYPES:
+        return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+    return contextlib.nullcontext()
+
+
+def capturable_sgd(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Make an SGD optimiser replayable inside a CUDA graph.
+
+    The foreach SGD reads the learning rate as a Python number, which a graph would freeze at its
+    capture-time value; the fused kernel reads it from a device tensor instead, which the
+    schedulers update in place (``fill_``), so the schedule keeps working under replay.
+    """
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise TypeError(f"CUDA-graph steps support torch.optim.SGD, not {type(optimizer).__name__}")
+    for group in optimizer.param_groups:
+        group["lr"] = torch.tensor(float(group["lr"]), device=device)
+        group["fused"], group["foreach"] = True, False
+
+
+class TrainStep:
+    """``step(images, labels, draw) -> (loss, correct)``, both device scalars, never read on the host.
+
+    ``compile``: ``torch.compile`` the forward and loss (backward is compiled with it by AOTAutograd).
+    ``cuda_graphs``: after a few eager steps per mixing point, capture forward, backward and the
+    optimiser update of that point in one CUDA graph and replay it from then on. Eager, warm-up and
+    replayed steps are the same computation, so switching between them does not change training.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                 loss_fn: Callable, num_classes: int, device: torch.device, precision: str, *,
+                 compile: bool = False, compile_mode: str = "default", compile_backend: str = "inductor",
+                 cuda_graphs: bool = False):
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.loss_fn, self.num_classes = loss_fn, num_classes
+        self.device, self.precision = device, precision
+        self.compile = dict(mode=compile_mode, backend=compile_backend) if compile else None
+        self.cuda_graphs = cuda_graphs
+        self.forwards: dict[int | None, Callable] = {}
+        self.graphs: dict[int | None, _CapturedStep] = {}
+        self.eager_steps: dict[int | None, int] = {}
+        self.warmup_stream = torch.cuda.Stream(device) if cuda_graphs else None
+
+    def forward_for(self, point: int | None) -> Callable:
+        """The forward+loss of one mixing point (``None``: no mixing), compiled once if asked."""
+        if point not in self.forwards:
+            def forward_loss(images, labels, lam, perm):
+                targets = F.one_hot(labels, self.num_classes).float()
+                hook = None
+                if point is not None:
+                    targets = mix(targets, lam, perm)
+                    hook = lambda k, h: mix(h, lam.to(h.dtype), perm) if k == point else h  # noqa: E731
+                with autocast(self.device, self.precision):
+                    logits = self.model(images, at_point=hook)
+                loss = self.loss_fn(logits.float(), targets)
+                correct = (logits.argmax(dim=1) == targets.argmax(dim=1)).sum()
+                return loss, correct
+
+            self.forwards[point] = torch.compile(forward_loss, **self.compile) if self.compile else forward_loss
+        return self.forwards[point]
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, draw: MixDraw | None):
+        point = draw.point if draw else None
+        lam = draw.lam if draw else torch.ones((), device=self.device)
+        perm = draw.perm if draw else _identity(len(images), self.device)
+        if point in self.graphs:
+            return self.graphs[point].replay(images, labels, lam, perm)
+        if self.cuda_graphs and self.eager_steps.get(point, 0) >= EAGER_STEPS_BEFORE_CAPTURE:
+            self.graphs[point] = _CapturedStep(self, point, images, labels, lam, perm)
+            return self.graphs[point].replay(images, labels, lam, perm)
+        self.eager_steps[point] = self.eager_steps.get(point, 0) + 1
+        with _on_stream(self.warmup_stream) if self.cuda_graphs else contextlib.nullcontext():
+            return self.eager(point, images, labels, lam, perm)
+
+    def eager(self, point, images, labels, lam, perm):
+        loss, correct = self.forward_for(point)(images, labels, lam, perm)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), correct
+
+
+class _CapturedStep:
+    """One mixing point's whole step in a CUDA graph, fed through static input buffers.
+
+    Gradients are allocated inside the graph's private memory pool and written, not accumulated,
+    on every replay; each point's graph has its own pool because points are replayed in random order.
+    """
+
+    def __init__(self, step: TrainStep, point, images, labels, lam, perm):
+        self.inputs = [t.clone() for t in (images, labels, lam, perm)]
+        self.graph = torch.cuda.CUDAGraph()
+        step.optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.graph):
+            loss, correct = step.forward_for(point)(*self.inputs)
+            loss.backward()
+            step.optimizer.step()
+        self.outputs = (loss.detach(), correct)
+
+    def replay(self, *inputs):
+        for static, new in zip(self.inputs, inputs):
+            static.copy_(new, non_blocking=True)
+        self.graph.replay()
+        return tuple(t.clone() for t in self.outputs)
+
+
+def _identity(n: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(n, device=device)
+
+
+@contextlib.contextmanager
+def _on_stream(stream: torch.cuda.Stream):
+    """Warm-up steps before a capture run on a side stream, as CUDA-graph capture requires."""
+    stream.wait_stream(torch.cuda.current_stream(stream.device))
+    with torch.cuda.stream(stream):
+        yield
+    torch.cuda.current_stream(stream.device).wait_stream(stream)
