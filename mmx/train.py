@@ -240,7 +240,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, ranks: Ranks, device_na
     with logging_redirect_tqdm(), contextlib.closing(run_log) if run_log else contextlib.nullcontext():
         for epoch in epochs:
             started = time.perf_counter()
-            lr = s.optimizer.param_groups[0]["lr"]
+            lr = float(s.optimizer.param_groups[0]["lr"])  # a device tensor under cuda_graphs: read once an epoch
             try:
                 train_stats = train_one_epoch(s, progress, epoch, cfg.trainer.max_steps_per_epoch)
             except Diverged as error:

@@ -81,3 +81,25 @@ def test_cuda_graph_settings_that_cannot_replay_are_rejected(change, kwargs, fra
     with pytest.raises(UserError, match="torch.optim.SGD updates only"):
         validate(cfg, mix_points=4, train_size=100, device_type="cuda")
     validate(graph_config(), mix_points=4, train_size=100, device_type="cuda")  # the supported setting passes
+
+
+def test_a_run_whose_sgd_reads_its_lr_from_a_tensor_logs_and_schedules_it(tmp_path, monkeypatch):
+    """What trainer.cuda_graphs does to the optimiser, applied to a CPU run: the schedule and the logs still work."""
+    from hydra import compose, initialize_config_module
+
+    import mmx.train as train_module
+
+    plain_build_step = train_module.build_step
+
+    def build_step_with_tensor_lr(s, cfg):
+        capturable_sgd(s.optimizer, s.device)
+        return plain_build_step(s, cfg)
+
+    monkeypatch.setattr(train_module, "build_step", build_step_with_tensor_lr)
+    with initialize_config_module("mmx.configs", version_base="1.3"):
+        cfg = compose("train", overrides=[*TINY, "epochs=3", "schedule.milestones=[2]"])
+    (tmp_path / "run").mkdir()
+    summary = train_module.train(cfg, tmp_path / "run")
+    assert summary["finished"]
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        assert [float(row["lr"]) for row in csv.DictReader(f)] == pytest.approx([0.05, 0.05, 0.005])
