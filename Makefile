@@ -7,7 +7,7 @@ STAMP := $(VENV)/.mmx-installed
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 QUICKSTART_DIR := runs/quickstart/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: install test quickstart digits-results tables clean
+.PHONY: install test quickstart digits-results tables figures clean
 
 install: $(STAMP)
 
@@ -27,13 +27,16 @@ quickstart: $(STAMP)
 	$(BIN)/python scripts/compare_runs.py $(QUICKSTART_DIR)
 
 # results/digits: the three regimes x five seeds on digits (deterministic CPU runs, about 15 minutes
-# on 2 cores), then their table and figures. Kept per run: config.yaml, metrics.csv, summary.json,
-# train.log; checkpoints, event files and Hydra's machine-specific records are dropped.
+# on 2 cores), each evaluated by mmx eval (best checkpoint; FGSM and PGD-10 up to epsilon 0.2, as
+# 8x8 digits move in steps of 1/16), then their tables and figures. Kept per run: config.yaml,
+# metrics.csv, summary.json, train.log, eval.json and reliability.png; checkpoints, event files and
+# Hydra's machine-specific records are dropped.
 DIGITS := results/digits
 digits-results: $(STAMP)
 	rm -rf $(DIGITS)/runs
 	$(BIN)/mmx train -m mixup=none,input,manifold seed=0,1,2,3,4 trainer.deterministic=true \
 		trainer.progress=false hydra.sweep.dir=$(DIGITS)/runs
+	for run in $(DIGITS)/runs/*/; do $(BIN)/mmx eval run=$$run pgd.steps=10 'fgsm.epsilons=[0.01,0.03,0.1,0.2]' || exit 1; done
 	rm -rf $(DIGITS)/runs/*/checkpoints $(DIGITS)/runs/*/tb $(DIGITS)/runs/*/.hydra $(DIGITS)/runs/multirun.yaml
 	$(MAKE) tables
 
@@ -43,6 +46,18 @@ tables: $(STAMP)
 	$(BIN)/mmx plot $(DIGITS)/runs --out $(DIGITS)
 	test ! -d runs || $(BIN)/mmx tables runs --out results
 	test ! -d runs || $(BIN)/mmx plot runs --out results/figures
+
+# results/figures: the paper's Figure 1 (mmx spiral) and the spectrum study of its Section 3.2 on
+# digits (the bottleneck MLP trained three ways, then mmx spectrum at the bottleneck); about
+# 4 minutes on 2 CPU cores.
+SPECTRUM := results/spectrum
+figures: $(STAMP)
+	$(BIN)/mmx spiral --out results/figures/spiral.png
+	rm -rf $(SPECTRUM)/runs
+	$(BIN)/mmx train -m experiment=spectrum/digits_mlp_none,spectrum/digits_mlp_input,spectrum/digits_mlp_manifold \
+		trainer.deterministic=true trainer.progress=false hydra.sweep.dir=$(SPECTRUM)/runs
+	$(BIN)/mmx spectrum $(SPECTRUM)/runs/*/ --layer 1 --out $(SPECTRUM)
+	rm -rf $(SPECTRUM)/runs/*/checkpoints $(SPECTRUM)/runs/*/tb $(SPECTRUM)/runs/*/.hydra $(SPECTRUM)/runs/multirun.yaml
 
 clean:
 	rm -rf $(VENV) build *.egg-info

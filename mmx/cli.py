@@ -14,13 +14,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from mmx.config import differing_keys
+from mmx.config import differing_keys, quote_paths
 from mmx.errors import UserError
 
 log = logging.getLogger("mmx")
 
 COMMANDS = {"reproduce": "mmx.reproduce:main", "tables": "mmx.report.commands:tables_main",
-            "plot": "mmx.report.commands:plot_main", "bench": "mmx.bench:main"}
+            "plot": "mmx.report.commands:plot_main", "bench": "mmx.bench:main",
+            "eval": "mmx.evaluation.command:main", "spiral": "mmx.figures.spiral:main",
+            "spectrum": "mmx.figures.spectrum:main"}
 GROUPS = ("dataset", "model", "mixup", "optim", "schedule", "recipe")
 
 RANK = int(os.environ.get("RANK", 0))  # set by torchrun; only rank 0 writes a run directory
@@ -65,6 +67,9 @@ commands:
   tables     tabulate runs (mean ± std over seeds, paper's numbers beside) as CSV, Markdown, LaTeX
   plot       test error and NLL curves per epoch, and error against alpha, as PNG
   bench      training-step images/s: mmx's path against the public code's way (`mmx bench --help`)
+  eval       a trained run's calibration, FGSM/PGD and deformation robustness, OOD detection (eval.json)
+  spiral     the paper's Figure 1: decision boundaries and 2-D bottleneck representations on spirals
+  spectrum   singular values of class-conditional hidden representations of trained runs
 
 config groups (mmx train GROUP=OPTION):
 {groups}
@@ -76,6 +81,7 @@ examples:
   mmx train resume=RUN_DIR
   mmx train experiment=paper/table1/cifar10_preactresnet18_manifold seed=3
   mmx reproduce table1 seeds=5 --dry-run      # estimated GPU-hours and the multirun command
+  mmx eval run=RUN_DIR pgd.steps=10           # eval.json and reliability.png in RUN_DIR
   mmx train --help                            # every group, option and default value
 
 paper recipes (mmx train experiment=paper/TABLE/CELL):
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_train(overrides: list[str]) -> int:
     """``mmx train OVERRIDES``: Hydra parses the overrides (and -m, --help, --cfg ...)."""
     _check_resume_target(overrides)
-    sys.argv = ["mmx train", *overrides]
+    sys.argv = ["mmx train", *quote_paths(overrides, ("resume",))]
     train_command()
     return 0
 
@@ -115,7 +121,7 @@ def _check_resume_target(overrides: list[str]) -> None:
     """Fail before Hydra creates anything when ``resume=`` names no resumable run."""
     for override in overrides:
         if override.startswith("resume="):
-            run_dir = Path(override.split("=", 1)[1])
+            run_dir = Path(override.split("=", 1)[1].strip("'\""))
             if not (run_dir / "config.yaml").is_file():
                 raise UserError(f"cannot resume {run_dir}: it is not an mmx run directory (no config.yaml); "
                                 f"pass the directory a previous `mmx train` printed")

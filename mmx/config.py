@@ -62,6 +62,18 @@ def _check_cuda_graphs(cfg: DictConfig, device_type: str, world_size: int) -> No
                         f"drop it (trainer.compile=true works on the CPU)")
 
 
+def quote_paths(overrides: list[str], keys: tuple[str, ...]) -> list[str]:
+    """``KEY=PATH`` as ``KEY='PATH'`` for the given keys, so that sweep directories (whose names hold
+    ``=`` and ``,``, e.g. ``0_mixup=none,seed=0``) pass Hydra's override grammar as plain strings."""
+    quoted = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key in keys and value and value[0] not in "'\"" and "'" not in value:
+            override = f"{key}='{value}'"
+        quoted.append(override)
+    return quoted
+
+
 def differing_keys(saved: DictConfig, current: DictConfig, keys: list[str]) -> list[str]:
     """Leaf keys under any of ``keys`` whose values differ between two configs (dotted paths)."""
     differences = []

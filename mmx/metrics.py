@@ -5,6 +5,11 @@ import torch
 import torch.nn.functional as F
 
 
+def confidence_bin(confidence: torch.Tensor, bins: int) -> torch.Tensor:
+    """Index of the equal-width bin ``((b - 1) / bins, b / bins]`` holding each confidence (0 joins the first)."""
+    return (confidence * bins).ceil().long().clamp(1, bins) - 1
+
+
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> torch.Tensor:
     """ECE with ``bins`` equal-width confidence bins: sum_b |B_b|/N * |acc(B_b) - conf(B_b)|.
 
@@ -12,7 +17,7 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
     """
     confidence, prediction = probs.max(dim=1)
     correct = (prediction == labels).float()
-    bin_index = (confidence * bins).ceil().long().clamp(1, bins) - 1
+    bin_index = confidence_bin(confidence, bins)
     count = torch.zeros(bins, device=probs.device).index_add_(0, bin_index, torch.ones_like(confidence))
     conf_sum = torch.zeros(bins, device=probs.device).index_add_(0, bin_index, confidence)
     correct_sum = torch.zeros(bins, device=probs.device).index_add_(0, bin_index, correct)

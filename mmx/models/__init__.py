@@ -1,6 +1,7 @@
 """Network families; each is a :class:`StagedNetwork` that exposes its mixing points."""
+from mmx.models.mlp import BottleneckMLP
 from mmx.models.preact_resnet import PreActResNet
 from mmx.models.staged import StagedNetwork
 from mmx.models.wide_resnet import WideResNet
 
-__all__ = ["PreActResNet", "StagedNetwork", "WideResNet"]
+__all__ = ["BottleneckMLP", "PreActResNet", "StagedNetwork", "WideResNet"]

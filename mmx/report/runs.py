@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from mmx.report.eval_tables import read_eval
+
 log = logging.getLogger("mmx")
 
 METRICS = ("acc", "error", "top5", "nll", "ece")
@@ -53,6 +55,10 @@ def read_run(run_dir: Path) -> dict:
                 row[f"{block}_{metric}"] = summary[block].get(metric)
     except Exception as error:
         raise ValueError(f"summary.json unreadable ({type(error).__name__}: {error})") from error
+    try:
+        row.update(read_eval(run_dir))
+    except Exception as error:
+        raise ValueError(f"eval.json unreadable ({type(error).__name__}: {error})") from error
     return row
 
 

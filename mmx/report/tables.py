@@ -145,4 +145,6 @@ def write_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
         paths[2].write_text(pretty.to_latex(index=False, caption=text, label=f"tab:mmx-{table}").replace("±", r"$\pm$")
                             .replace("Δ", r"$\Delta$").replace("σ", r"$\sigma$").replace("%", r"\%").replace("_", r"\_").replace("–", "--"))
         written += paths
-    return written
+    from mmx.report.eval_tables import write_eval_tables
+
+    return written + write_eval_tables(runs, out)

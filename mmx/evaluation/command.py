@@ -1,0 +1,136 @@
+"""mmx eval run=RUN_DIR [KEY=VALUE ...]: calibration, adversarial and deformation robustness, OOD detection."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from importlib import resources
+
+import torch
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from mmx.config import quote_paths
+from mmx.errors import UserError
+from mmx.evaluation import attacks, calibration, deformations, ood, trained_run
+from mmx.metrics import classification_metrics
+from mmx.run_log import write_json
+from mmx.train import build
+
+log = logging.getLogger("mmx")
+OOD_DEFAULTS = {"cifar10": "svhn", "cifar100": "svhn", "svhn": "cifar10"}
+
+
+def accuracy_under(run, pixels, labels, batch_size: int, change) -> float:
+    """Test accuracy (%) after ``change(images, labels)`` is applied batch by batch."""
+    correct = torch.zeros((), device=run.device)
+    for x, y in zip(pixels.split(batch_size), labels.split(batch_size)):
+        changed = change(x, y)
+        with torch.no_grad():
+            correct += (run.logits(changed).argmax(dim=1) == y).sum()
+    return float(correct) / len(labels) * 100
+
+
+def logits_of(run, pixels, batch_size: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([run.logits(x) for x in pixels.split(batch_size)])
+
+
+def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) -> torch.Tensor:
+    """The OOD test images in [0, 1], shaped like the run's own test images."""
+    shape = run.data.test_images.shape[1:]
+    if name == "noise":
+        n = count or run.data.test_size
+        return torch.rand((n, *shape), device=run.device, generator=generator)
+    try:
+        other = compose("train", overrides=[f"dataset={name}"])
+    except HydraException as error:
+        raise UserError(f"ood.set={name} is neither noise nor a dataset option ({error}); choose noise or one of "
+                        f"the dataset group's options") from None
+    data = build(other.dataset.source)
+    if data.test_images.shape[1:] != shape:
+        raise UserError(f"ood.set={name} has images of shape {tuple(data.test_images.shape[1:])} but the run's are "
+                        f"{tuple(shape)}; choose an OOD set of the same size, or noise")
+    images = data.test_images if count is None else data.test_images[:count]
+    return images.to(run.device).float() / 255
+
+
+def evaluate_run(cfg: DictConfig) -> dict:
+    run = trained_run.load(cfg.run, cfg.checkpoint, cfg.device)
+    generator = torch.Generator(run.device).manual_seed(cfg.seed)
+    pixels, labels = run.test_pixels(cfg.max_images)
+    size = cfg.batch_size
+    started = time.perf_counter()
+    log.info("evaluating %s (%s checkpoint, epoch %d) on %d test images", run.run_dir, run.checkpoint, run.epoch,
+             len(labels))
+
+    logits = logits_of(run, pixels, size)
+    probs = logits.softmax(dim=1)
+    clean = {**classification_metrics(logits, labels), "brier": calibration.brier_score(probs, labels)}
+    bins = calibration.reliability_bins(probs, labels, cfg.calibration.bins)
+    calibration.plot_reliability(bins, run.run_dir / "reliability.png",
+                                 f"{run.cfg.dataset.name} {run.cfg.model.name} {run.cfg.mixup.name}: "
+                                 f"ECE {clean['ece']:.3f}")
+    result = {"run": str(run.run_dir), "checkpoint": run.checkpoint, "epoch": run.epoch, "images": len(labels),
+              "device": str(run.device), "clean": clean, "reliability": bins}
+
+    result["fgsm"] = {f"{eps:g}": accuracy_under(run, pixels, labels, size,
+                                                 lambda x, y, eps=eps: attacks.fgsm(run.logits, x, y, eps))
+                      for eps in cfg.fgsm.epsilons}
+    result["pgd"] = None
+    if cfg.pgd.steps > 0:
+        def step_size(eps):
+            return cfg.pgd.step_size if cfg.pgd.step_size is not None else 2.5 * eps / cfg.pgd.steps
+
+        result["pgd"] = {"steps": cfg.pgd.steps, "step_size": cfg.pgd.step_size, "acc": {
+            f"{eps:g}": accuracy_under(run, pixels, labels, size, lambda x, y, eps=eps: attacks.pgd(
+                run.logits, x, y, eps, cfg.pgd.steps, step_size(eps), generator))
+            for eps in cfg.pgd.epsilons}}
+    result["deformations"] = {name: accuracy_under(run, pixels, labels, size, lambda x, y, name=name:
+                                                   deformations.deform(x, name, generator))
+                              for name in deformations.DEFORMATIONS} if cfg.deformations else {}
+
+    name = OOD_DEFAULTS.get(run.cfg.dataset.name, "noise") if cfg.ood.set == "auto" else cfg.ood.set
+    outside = logits_of(run, ood_pixels(run, name, cfg.ood.max_images, generator), size)
+    result["ood"] = {"set": name, "images": len(outside), **{
+        score: ood.detection_metrics(fn(logits), fn(outside)) for score, fn in ood.SCORES.items()}}
+    result["seconds"] = time.perf_counter() - started
+    write_json(run.run_dir / "eval.json", result)
+    return result
+
+
+def report(result: dict) -> str:
+    c = result["clean"]
+    lines = [f"clean: acc {c['acc']:.2f}%  NLL {c['nll']:.4f}  ECE {c['ece']:.4f}  Brier {c['brier']:.4f}",
+             "FGSM acc: " + "  ".join(f"eps {e}: {a:.2f}%" for e, a in result["fgsm"].items())]
+    if result["pgd"]:
+        lines.append(f"PGD-{result['pgd']['steps']} acc: "
+                     + "  ".join(f"eps {e}: {a:.2f}%" for e, a in result["pgd"]["acc"].items()))
+    if result["deformations"]:
+        lines.append("deformations acc: " + "  ".join(f"{n} {a:.1f}%" for n, a in result["deformations"].items()))
+    o = result["ood"]
+    lines.append(f"OOD ({o['set']}, {o['images']} images): " + "  ".join(
+        f"{s} AUROC {o[s]['auroc']:.4f} FPR95 {o[s]['fpr95']:.4f}" for s in ood.SCORES))
+    lines.append(f"wrote {result['run']}/eval.json and reliability.png ({result['seconds']:.1f} s)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"usage: {__doc__.strip()}\n\nKeys and defaults (set with KEY=VALUE):\n")
+        print(resources.files("mmx.configs").joinpath("eval.yaml").read_text())
+        return 0
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
+                        stream=sys.stderr)
+    with initialize_config_module("mmx.configs", version_base="1.3"):
+        try:
+            cfg = compose("eval", overrides=quote_paths(argv, ("run",)))
+            OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        except MissingMandatoryValue:
+            raise UserError("no run given; pass run=RUN_DIR (a directory written by mmx train)") from None
+        except HydraException as error:
+            raise UserError(f"{error}; see `mmx eval --help` for the keys") from None
+        print(report(evaluate_run(cfg)))
+    return 0

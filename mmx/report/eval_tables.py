@@ -1,0 +1,131 @@
+"""Tables of ``mmx eval`` results (eval.json in each run): calibration, FGSM/PGD, deformations, OOD.
+
+Cells are the same as the accuracy tables' (mmx.report.tables.CELL); each number is mean ± std over
+the seeds that have an eval.json. The paper's numbers stand beside ours where it has them: Table 7
+(FGSM; the paper does not state its epsilon) and Table 4 (deformations).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from mmx.report.tables import CELL, _mean_std, paper_numbers, to_markdown
+
+# table -> (paper table id, metric prefix of our columns, decimals)
+KINDS = {
+    "calibration": (None, ("eval_acc", "eval_nll", "eval_ece", "eval_brier"), None),
+    "fgsm": ("7", ("fgsm_", "pgd_"), None),
+    "deformations": ("4", ("deform_",), None),
+    "ood": (None, ("ood_",), None),
+}
+DECIMALS = {"eval_nll": 4, "eval_ece": 4, "eval_brier": 4}
+
+
+def flatten(result: dict) -> dict:
+    """eval.json as flat columns: eval_acc, fgsm_0.01, pgd_0.03, deform_rotation20, ood_msp_auroc, ood_set, ..."""
+    row = {f"eval_{k}": v for k, v in result["clean"].items() if k in ("acc", "nll", "ece", "brier")}
+    row["eval_checkpoint"] = result["checkpoint"]
+    row.update({f"fgsm_{eps}": acc for eps, acc in result["fgsm"].items()})
+    if result.get("pgd"):
+        row.update({f"pgd_{eps}": acc for eps, acc in result["pgd"]["acc"].items()})
+    row.update({f"deform_{name}": acc for name, acc in result["deformations"].items()})
+    row["ood_set"] = result["ood"]["set"]
+    for score in ("msp", "energy"):
+        for metric in ("auroc", "fpr95"):
+            row[f"ood_{score}_{metric}"] = result["ood"][score][metric]
+    return row
+
+
+def read_eval(run_dir: Path) -> dict:
+    path = Path(run_dir) / "eval.json"
+    return flatten(json.loads(path.read_text())) if path.exists() else {}
+
+
+def _columns(runs: pd.DataFrame, prefixes) -> list[str]:
+    return [c for c in runs.columns if c.startswith(prefixes) and c != "eval_checkpoint" and c != "ood_set"]
+
+
+def _paper_value(paper: pd.DataFrame, table: str, cell: pd.Series, metric: str) -> float:
+    rows = paper[(paper["table"] == table) & (paper["metric"] == metric) & (paper["dataset"] == cell["dataset"])
+                 & (paper["model"] == cell["model"]) & (paper["regime"] == cell["regime"])
+                 & (paper["layers"] == cell["layers"])]
+    alpha = cell["alpha"]
+    rows = rows[rows["alpha"].isna() | (False if pd.isna(alpha) else (rows["alpha"] - alpha).abs() < 1e-9)]
+    return float(rows["value"].iloc[0]) if len(rows) else math.nan
+
+
+def eval_table(runs: pd.DataFrame, kind: str, paper: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(numbers, formatted) for one kind of evaluation, or None when no run has those columns."""
+    paper_id, prefixes, _ = KINDS[kind]
+    columns = _columns(runs, prefixes)
+    evaluated = runs.dropna(subset=columns, how="all") if columns else runs.iloc[0:0]
+    if evaluated.empty:
+        return None
+    numbers, pretty = [], []
+    for key, group in evaluated.groupby(CELL, dropna=False, sort=True):
+        cell = pd.Series(dict(zip(CELL, key)))
+        row = {**cell.to_dict(), "seeds": len(group)}
+        shown = {c: (v if not (pd.isna(v) or v == "") else "–") for c, v in cell.items()
+                 if c in ("dataset", "model", "regime") or evaluated[c].nunique(dropna=False) > 1}
+        shown["seeds"] = len(group)
+        if kind == "ood":
+            shown["OOD set"] = ", ".join(sorted(group["ood_set"].dropna().unique()))
+        for column in columns:
+            values = group[column].dropna()
+            mean = values.mean() if len(values) else math.nan
+            std = values.std(ddof=1) if len(values) > 1 else math.nan
+            row[f"{column}_mean"], row[f"{column}_std"] = mean, std
+            shown[_label(column)] = _mean_std(mean, std, DECIMALS.get(column, 2 if "ood" not in column else 4))
+        if paper_id == "7":
+            value = _paper_value(paper, "7", cell, "fgsm_acc")
+            row["paper_fgsm_acc"] = value
+            shown["paper FGSM (ε not stated)"] = "–" if math.isnan(value) else f"{value:.2f}"
+        if paper_id == "4":
+            for column in columns:
+                name = column.removeprefix("deform_")
+                value = _paper_value(paper, "4", cell, f"{name}_acc")
+                if not math.isnan(value):
+                    row[f"paper_{name}_acc"] = value
+                    shown[f"paper {name}"] = f"{value:.2f}"
+        numbers.append(row)
+        pretty.append(shown)
+    return pd.DataFrame(numbers), pd.DataFrame(pretty).fillna("–")
+
+
+def _label(column: str) -> str:
+    if column.startswith("eval_"):
+        return {"eval_acc": "acc %", "eval_nll": "NLL", "eval_ece": "ECE", "eval_brier": "Brier"}[column]
+    if column.startswith(("fgsm_", "pgd_")):
+        attack, eps = column.split("_", 1)
+        return f"{attack.upper()} ε={eps} acc %"
+    if column.startswith("deform_"):
+        return column.removeprefix("deform_")
+    _, score, metric = column.split("_")
+    return f"{score.upper() if score == 'msp' else score} {'AUROC' if metric == 'auroc' else 'FPR@95%TPR'}"
+
+
+CAPTIONS = {
+    "calibration": "Test accuracy, NLL, ECE (15 bins) and Brier score of the evaluated checkpoint",
+    "fgsm": "Accuracy (%) under white-box FGSM (and PGD) at each ε in pixel units; paper: Table 7",
+    "deformations": "Accuracy (%) on deformed test images (rotation/shear U(±d°), zoom by 100/p); paper: Table 4",
+    "ood": "Out-of-distribution detection: AUROC and FPR at 95% TPR of the max softmax (MSP) and energy scores",
+}
+
+
+def write_eval_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
+    paper = paper_numbers()
+    written = []
+    for kind in KINDS:
+        tables = eval_table(runs, kind, paper)
+        if tables is None:
+            continue
+        numbers, pretty = tables
+        text = f"mmx eval, {kind}: {CAPTIONS[kind]}; mean ± sample std over seeds."
+        csv_path, md_path = out / f"eval_{kind}.csv", out / f"eval_{kind}.md"
+        numbers.to_csv(csv_path, index=False, float_format="%.6g")
+        md_path.write_text(f"{text}\n\n{to_markdown(pretty)}")
+        written += [csv_path, md_path]
+    return written
