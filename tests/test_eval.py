@@ -53,6 +53,17 @@ def test_every_deformation_and_ood_score_is_reported(evaluated):
         assert 0 <= result["ood"][score]["auroc"] <= 1 and 0 <= result["ood"][score]["fpr95"] <= 1
 
 
+def test_random_parts_draw_the_same_whatever_else_is_evaluated(evaluated, tmp_path):
+    run, first, _ = evaluated
+    again = tmp_path / "run"
+    shutil.copytree(run, again)
+    result = run_mmx(["eval", f"run={again}", "fgsm.epsilons=[0.1]"], tmp_path)  # no PGD, other epsilons
+    assert result.returncode == 0, result.stderr
+    second = json.loads((again / "eval.json").read_text())
+    assert second["pgd"] is None and second["deformations"] == first["deformations"]
+    assert second["ood"] == first["ood"] and second["clean"] == first["clean"]
+
+
 def test_tables_pick_up_eval_json(evaluated, tmp_path):
     run, result, _ = evaluated
     out = tmp_path / "tables"

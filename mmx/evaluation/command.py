@@ -1,6 +1,7 @@
 """mmx eval run=RUN_DIR [KEY=VALUE ...]: calibration, adversarial and deformation robustness, OOD detection."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import time
@@ -59,7 +60,12 @@ def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) ->
 
 def evaluate_run(cfg: DictConfig) -> dict:
     run = trained_run.load(cfg.run, cfg.checkpoint, cfg.device)
-    generator = torch.Generator(run.device).manual_seed(cfg.seed)
+
+    def generator(part: str) -> torch.Generator:
+        """A generator of its own for each part, so that its draws do not depend on which other parts ran."""
+        digest = hashlib.blake2b(f"{cfg.seed}/{part}".encode(), digest_size=8).digest()
+        return torch.Generator(run.device).manual_seed(int.from_bytes(digest, "little") >> 1)
+
     pixels, labels = run.test_pixels(cfg.max_images)
     size = cfg.batch_size
     started = time.perf_counter()
@@ -81,19 +87,20 @@ def evaluate_run(cfg: DictConfig) -> dict:
                       for eps in cfg.fgsm.epsilons}
     result["pgd"] = None
     if cfg.pgd.steps > 0:
-        def step_size(eps):
-            return cfg.pgd.step_size if cfg.pgd.step_size is not None else 2.5 * eps / cfg.pgd.steps
-
-        result["pgd"] = {"steps": cfg.pgd.steps, "step_size": cfg.pgd.step_size, "acc": {
-            f"{eps:g}": accuracy_under(run, pixels, labels, size, lambda x, y, eps=eps: attacks.pgd(
-                run.logits, x, y, eps, cfg.pgd.steps, step_size(eps), generator))
-            for eps in cfg.pgd.epsilons}}
-    result["deformations"] = {name: accuracy_under(run, pixels, labels, size, lambda x, y, name=name:
-                                                   deformations.deform(x, name, generator))
-                              for name in deformations.DEFORMATIONS} if cfg.deformations else {}
+        result["pgd"] = {"steps": cfg.pgd.steps, "step_size": cfg.pgd.step_size, "acc": {}}
+        for eps in cfg.pgd.epsilons:
+            step = cfg.pgd.step_size if cfg.pgd.step_size is not None else 2.5 * eps / cfg.pgd.steps
+            draws = generator(f"pgd/{eps:g}")
+            result["pgd"]["acc"][f"{eps:g}"] = accuracy_under(
+                run, pixels, labels, size, lambda x, y: attacks.pgd(run.logits, x, y, eps, cfg.pgd.steps, step, draws))
+    result["deformations"] = {}
+    for name in deformations.DEFORMATIONS if cfg.deformations else []:
+        draws = generator(f"deform/{name}")
+        result["deformations"][name] = accuracy_under(run, pixels, labels, size,
+                                                      lambda x, y: deformations.deform(x, name, draws))
 
     name = OOD_DEFAULTS.get(run.cfg.dataset.name, "noise") if cfg.ood.set == "auto" else cfg.ood.set
-    outside = logits_of(run, ood_pixels(run, name, cfg.ood.max_images, generator), size)
+    outside = logits_of(run, ood_pixels(run, name, cfg.ood.max_images, generator("ood")), size)
     result["ood"] = {"set": name, "images": len(outside), **{
         score: ood.detection_metrics(fn(logits), fn(outside)) for score, fn in ood.SCORES.items()}}
     result["seconds"] = time.perf_counter() - started
