@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from mmx.mixing import MixDraw, mix
+from mmx.mixing import MixDraw
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 EAGER_STEPS_BEFORE_CAPTURE = 3  # per point: cuDNN autotuning, lazy state and compilation happen here
@@ -40,7 +40,8 @@ def capturable_sgd(optimizer: torch.optim.Optimizer, device: torch.device) -> No
 
 
 class TrainStep:
-    """``step(images, labels, draw) -> (loss, correct)``, both device scalars, never read on the host.
+    """``step(images, labels, draw) -> (loss, correct)``, both device scalars, never read on the host
+    (consume them before the next step: a replayed graph overwrites its outputs).
 
     ``compile``: ``torch.compile`` the forward and loss (backward is compiled with it by AOTAutograd).
     ``cuda_graphs``: after a few eager steps per mixing point, capture forward, backward and the
@@ -61,16 +62,15 @@ class TrainStep:
         self.graphs: dict[int | None, _CapturedStep] = {}
         self.eager_steps: dict[int | None, int] = {}
         self.warmup_stream = torch.cuda.Stream(device) if cuda_graphs else None
+        self.unmixed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # batch size -> placeholder (lam, perm)
 
     def forward_for(self, point: int | None) -> Callable:
         """The forward+loss of one mixing point (``None``: no mixing), compiled once if asked."""
         if point not in self.forwards:
             def forward_loss(images, labels, lam, perm):
-                targets = F.one_hot(labels, self.num_classes).float()
-                hook = None
-                if point is not None:
-                    targets = mix(targets, lam, perm)
-                    hook = lambda k, h: mix(h, lam.to(h.dtype), perm) if k == point else h  # noqa: E731
+                draw = MixDraw(point, lam, perm) if point is not None else None
+                targets = draw.targets(labels, self.num_classes) if draw else F.one_hot(labels, self.num_classes).float()
+                hook = draw.at_point if draw else None
                 with autocast(self.device, self.precision):
                     logits = self.model(images, at_point=hook)
                 loss = self.loss_fn(logits.float(), targets)
@@ -82,8 +82,7 @@ class TrainStep:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, draw: MixDraw | None):
         point = draw.point if draw else None
-        lam = draw.lam if draw else torch.ones((), device=self.device)
-        perm = draw.perm if draw else _identity(len(images), self.device)
+        lam, perm = (draw.lam, draw.perm) if draw else self._unmixed(len(images))
         if point in self.graphs:
             return self.graphs[point].replay(images, labels, lam, perm)
         if self.cuda_graphs and self.eager_steps.get(point, 0) >= EAGER_STEPS_BEFORE_CAPTURE:
@@ -92,6 +91,13 @@ class TrainStep:
         self.eager_steps[point] = self.eager_steps.get(point, 0) + 1
         with _on_stream(self.warmup_stream) if self.cuda_graphs else contextlib.nullcontext():
             return self.eager(point, images, labels, lam, perm)
+
+    def _unmixed(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unused lam and permutation for steps without mixing, made once per batch size (every step
+        takes the same arguments, so a graph has the same inputs to copy)."""
+        if batch_size not in self.unmixed:
+            self.unmixed[batch_size] = (torch.ones((), device=self.device), torch.arange(batch_size, device=self.device))
+        return self.unmixed[batch_size]
 
     def eager(self, point, images, labels, lam, perm):
         loss, correct = self.forward_for(point)(images, labels, lam, perm)
@@ -120,14 +126,12 @@ class _CapturedStep:
         self.outputs = (loss.detach(), correct)
 
     def replay(self, *inputs):
+        """Run the step on ``inputs``; the returned (loss, correct) are the graph's own output
+        buffers, valid until this point's next replay (the trainer consumes them at once)."""
         for static, new in zip(self.inputs, inputs):
             static.copy_(new, non_blocking=True)
         self.graph.replay()
-        return tuple(t.clone() for t in self.outputs)
-
-
-def _identity(n: int, device: torch.device) -> torch.Tensor:
-    return torch.arange(n, device=device)
+        return self.outputs
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ same crops as an uninterrupted one, whatever the number of workers.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ class FolderSplits:
     num_classes: int
     workers: int
     channels: int = 3
+    device: torch.device = torch.device("cpu")  # where batches go; the images stay on disk
 
     @property
     def train_size(self) -> int:
@@ -62,11 +64,10 @@ class FolderSplits:
     def with_labels_per_class(self, count: int, seed: int = 0) -> "FolderSplits":
         targets = torch.tensor(_targets(self.train_set))
         subset = Subset(self.train_set, balanced_subset(targets, self.num_classes, count, seed).tolist())
-        return FolderSplits(subset, self.test_set, self.num_classes, self.workers, self.channels)
+        return dataclasses.replace(self, train_set=subset)
 
     def to(self, device: torch.device) -> "FolderSplits":
-        self.device = device  # the images stay on disk; batches are moved as they are drawn
-        return self
+        return dataclasses.replace(self, device=device)
 
     def train_batches(self, batch_size: int, normalizer, *, crop_padding, flip, seed: int, rank: int = 0,
                       world_size: int = 1) -> "LoaderBatches":
@@ -83,7 +84,8 @@ class FolderSplits:
 
 def _targets(dataset: Dataset) -> list[int]:
     if isinstance(dataset, Subset):
-        return [_targets(dataset.dataset)[i] for i in dataset.indices]
+        targets = _targets(dataset.dataset)
+        return [targets[i] for i in dataset.indices]
     return list(dataset.targets)
 
 

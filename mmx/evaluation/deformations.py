@@ -50,23 +50,16 @@ def warp(pixels: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
 
 
 def deform(pixels: torch.Tensor, name: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The named deformation of a batch of images in [0, 1]; rotation and shear drawn per image."""
-    kind, value = DEFORMATIONS[name] if name in DEFORMATIONS else (name, 0.0)
-    n = len(pixels)
-    zero = torch.zeros(n, device=pixels.device)
-    drawn = (torch.rand(n, device=pixels.device, generator=generator) * 2 - 1) * value
-    if kind == "rotation":
-        return warp(pixels, inverse_affine(drawn, zero, torch.ones_like(zero)))
-    if kind == "shear":
-        return warp(pixels, inverse_affine(zero, drawn, torch.ones_like(zero)))
-    if kind == "zoom":
-        return warp(pixels, inverse_affine(zero, zero, torch.full_like(zero, 100.0 / value)))
-    if kind == "identity":
-        return warp(pixels, inverse_affine(zero, zero, torch.ones_like(zero)))
-    raise ValueError(f"unknown deformation {name!r}; choose from {', '.join(DEFORMATIONS)} or identity")
-
-
-def describe(name: str) -> str:
-    kind, value = DEFORMATIONS[name]
-    return {"rotation": f"rotation U(±{value:g}°)", "shear": f"shear U(±{value:g}°)",
-            "zoom": f"zoom-{'in' if value < 100 else 'out'} {value:g}%"}[kind]
+    """The named deformation (or ``identity``) of a batch of images in [0, 1]; rotation and shear drawn per image."""
+    if name == "identity":
+        kind, value = "zoom", 100.0
+    elif name in DEFORMATIONS:
+        kind, value = DEFORMATIONS[name]
+    else:
+        raise ValueError(f"unknown deformation {name!r}; choose from {', '.join(DEFORMATIONS)} or identity")
+    zero = torch.zeros(len(pixels), device=pixels.device)
+    angle, shear, scale = zero, zero, torch.full_like(zero, 100.0 / value if kind == "zoom" else 1.0)
+    if kind in ("rotation", "shear"):
+        drawn = (torch.rand(len(pixels), device=pixels.device, generator=generator) * 2 - 1) * value
+        angle, shear = (drawn, zero) if kind == "rotation" else (zero, drawn)
+    return warp(pixels, inverse_affine(angle, shear, scale))

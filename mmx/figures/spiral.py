@@ -5,7 +5,7 @@ bottleneck in the middle (:class:`mmx.models.BottleneckMLP`), trained three ways
 mixup (alpha 1) and manifold mixup at the bottleneck only. Per regime the figure shows the
 decision boundary in input space (top) and the bottleneck representations (bottom) of the
 training points and of inputs drawn uniformly over the plotted square (grey). Mixing comes from
-the same :class:`mmx.mixing.Mixer` as ``mmx train``.
+the same :class:`mmx.mixing.Mixer` and :class:`mmx.step.TrainStep` as ``mmx train``.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import torch
 from mmx.losses import soft_cross_entropy
 from mmx.mixing import Mixer
 from mmx.models import BottleneckMLP
+from mmx.step import TrainStep
 
 REGIMES = {"none": [], "input": [0], "manifold": [1]}  # regime -> mixing points (1 = the bottleneck)
 LIMIT = 1.2  # the plotted square is [-LIMIT, LIMIT]^2
@@ -41,16 +42,12 @@ def train(regime: str, points, labels, *, alpha: float, steps: int, batch_size: 
     model = BottleneckMLP(num_classes=2, in_features=2, width=width, bottleneck=2, before=4, after=3)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     mixer = Mixer("none" if regime == "none" else regime, alpha, REGIMES[regime], torch.device("cpu"), seed=seed + 1)
+    step = TrainStep(model, optimizer, torch.amp.GradScaler("cpu", enabled=False), soft_cross_entropy, 2,
+                     torch.device("cpu"), "fp32")
     order = torch.Generator().manual_seed(seed + 2)
     for _ in range(steps):
         index = torch.randint(len(points), (batch_size,), generator=order)
-        x, y = points[index], labels[index]
-        draw = mixer.draw(batch_size)
-        targets = draw.targets(y, 2) if draw else torch.nn.functional.one_hot(y, 2).float()
-        loss = soft_cross_entropy(model(x, at_point=draw.at_point if draw else None), targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        step(points[index], labels[index], mixer.draw(batch_size))
     return model.eval()
 
 

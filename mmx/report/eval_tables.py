@@ -14,12 +14,12 @@ import pandas as pd
 
 from mmx.report.tables import CELL, _mean_std, paper_numbers, to_markdown
 
-# table -> (paper table id, metric prefix of our columns, decimals)
+# table -> (paper table id, prefixes of our columns)
 KINDS = {
-    "calibration": (None, ("eval_acc", "eval_nll", "eval_ece", "eval_brier"), None),
-    "fgsm": ("7", ("fgsm_", "pgd_"), None),
-    "deformations": ("4", ("deform_",), None),
-    "ood": (None, ("ood_",), None),
+    "calibration": (None, ("eval_acc", "eval_nll", "eval_ece", "eval_brier")),
+    "fgsm": ("7", ("fgsm_", "pgd_")),
+    "deformations": ("4", ("deform_",)),
+    "ood": (None, ("ood_",)),
 }
 DECIMALS = {"eval_nll": 4, "eval_ece": 4, "eval_brier": 4}
 
@@ -59,7 +59,7 @@ def _paper_value(paper: pd.DataFrame, table: str, cell: pd.Series, metric: str) 
 
 def eval_table(runs: pd.DataFrame, kind: str, paper: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """(numbers, formatted) for one kind of evaluation, or None when no run has those columns."""
-    paper_id, prefixes, _ = KINDS[kind]
+    paper_id, prefixes = KINDS[kind]
     columns = _columns(runs, prefixes)
     evaluated = runs.dropna(subset=columns, how="all") if columns else runs.iloc[0:0]
     if evaluated.empty:
