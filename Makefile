@@ -7,7 +7,7 @@ STAMP := $(VENV)/.mmx-installed
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 QUICKSTART_DIR := runs/quickstart/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: install test quickstart digits-results tables figures clean
+.PHONY: install test quickstart digits-results tables figures gpu-check clean
 
 install: $(STAMP)
 
@@ -58,6 +58,13 @@ figures: $(STAMP)
 		trainer.deterministic=true trainer.progress=false hydra.sweep.dir=$(SPECTRUM)/runs
 	$(BIN)/mmx spectrum $(SPECTRUM)/runs/*/ --layer 1 --out $(SPECTRUM)
 	rm -rf $(SPECTRUM)/runs/*/checkpoints $(SPECTRUM)/runs/*/tb $(SPECTRUM)/runs/*/.hydra $(SPECTRUM)/runs/multirun.yaml
+
+# Proves and measures every CUDA path on the GPU at hand (README, "Checking a GPU"); about 8 minutes,
+# writing results/gpu/<gpu-name>/. On a CPU it runs the parts a CPU can run. Uses .venv when there is
+# one, else python3 (a GPU machine with PyTorch preinstalled; the script installs mmx without deps).
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -12,6 +12,7 @@ captured), with the device synchronised.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import statistics
@@ -30,6 +31,7 @@ from mmx.distributed import Ranks
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
 from mmx.losses import softmax_bce
 from mmx.mixing import mix
+from mmx.step import compiled_graphs
 from mmx.train import build_step, setup, train_one_epoch
 
 
@@ -114,8 +116,12 @@ PATHS = {
 
 
 def bench_one(model: str, regime: str, batch: int, path: str, args) -> dict:
-    """Median images/s of one (model, regime, batch size, path)."""
-    size = args.steps * batch
+    """Median images/s of one (model, regime, batch size, path).
+
+    Compiled paths also report how many graphs dynamo compiled and how many programs (mixing
+    points) the step ran: equal when every point compiled to one graph without breaks.
+    """
+    size = max(args.steps, args.warmup) * batch  # an epoch long enough for the warm-up and for each repeat
     overrides = [f"model={model}", f"mixup={regime}", f"batch_size={batch}", "dataset=synthetic",
                  f"dataset.source.train_size={size}", f"dataset.source.test_size={batch}",
                  f"dataset.source.image_size={args.image_size}", f"trainer.device={args.device}",
@@ -123,12 +129,14 @@ def bench_one(model: str, regime: str, batch: int, path: str, args) -> dict:
     with initialize_config_module("mmx.configs", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     s = setup(cfg, Ranks())
-    seconds = []
+    seconds, programs = [], {}
     if path != "reference":
-        build_step(s, cfg)
-        train_one_epoch(s, False, 0, max_steps=args.warmup)
+        step = build_step(s, cfg)
+        warmup = len(train_one_epoch(s, False, 0, max_steps=args.warmup)["step_losses"]) if args.warmup else 0
         for _ in range(args.repeats):
             seconds.append(train_one_epoch(s, False, 0, max_steps=args.steps)["train_seconds"])
+        programs = {"warmup_steps": warmup, "programs": len(step.forwards), "captured_graphs": len(step.graphs),
+                    "compiled_graphs": compiled_graphs() if cfg.trainer.compile else 0}
     else:
         transform = transforms.Compose([
             transforms.RandomCrop(args.image_size, padding=cfg.dataset.crop_padding),
@@ -144,10 +152,22 @@ def bench_one(model: str, regime: str, batch: int, path: str, args) -> dict:
             seconds.append(reference_steps(s, cfg, batches, args.steps))
     flops = forward_flops(cfg.model, s.data.num_classes, (s.data.channels, args.image_size, args.image_size))
     median = statistics.median(seconds)
-    return {"model": model, "regime": regime, "batch_size": batch, "path": path, "precision": s.precision,
-            "images_per_second": args.steps * batch / median, "seconds_per_step": median / args.steps,
-            "train_gflop_per_image": TRAIN_STEP_FORWARDS * flops / 1e9,
-            "repeats": [args.steps * batch / t for t in seconds]}
+    result = {"model": model, "regime": regime, "batch_size": batch, "path": path, "precision": s.precision,
+              "images_per_second": args.steps * batch / median, "seconds_per_step": median / args.steps,
+              "train_gflop_per_image": TRAIN_STEP_FORWARDS * flops / 1e9,
+              "repeats": [args.steps * batch / t for t in seconds], **programs}
+    release(s)
+    return result
+
+
+def release(s) -> None:
+    """Free one configuration's model, data, graphs and compiled code before the next is built."""
+    device = s.device
+    s.__dict__.clear()
+    gc.collect()
+    torch._dynamo.reset()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def table(results: list[dict]) -> str:
@@ -157,13 +177,16 @@ def table(results: list[dict]) -> str:
         return next((x for x in results if all(x[k] == v for k, v in key.items())), None)
 
     lines = [f"{'model':<15} {'regime':<9} {'batch':>5} {'path':<15} {'precision':<9} {'images/s':>10} "
-             f"{'of peak':>7} {'fast/ref':>8} {'mix cost':>8}"]
+             f"{'of peak':>7} {'fast/ref':>8} {'mix cost':>8} {'graphs':>7}"]
     for r in results:
         reference, plain = twin(r, path="reference"), twin(r, regime="none")
         ratio = f"{r['images_per_second'] / reference['images_per_second']:.2f}x" if r["path"] != "reference" and reference else ""
         cost = f"{plain['images_per_second'] / r['images_per_second'] - 1:+.1%}" if r["regime"] != "none" and plain else ""
+        # compiled graphs / programs run (or CUDA graphs captured / programs): equal when nothing broke or fell back
+        graphs = (f"{r['compiled_graphs']}/{r['programs']}" if "compiled" in r["path"] else
+                  f"{r['captured_graphs']}/{r['programs']}" if r["path"] == "graphs" else "")
         lines.append(f"{r['model']:<15} {r['regime']:<9} {r['batch_size']:>5} {r['path']:<15} {r['precision']:<9} "
-                     f"{r['images_per_second']:>10,.0f} {r['fraction_of_peak']:>7.1%} {ratio:>8} {cost:>8}")
+                     f"{r['images_per_second']:>10,.0f} {r['fraction_of_peak']:>7.1%} {ratio:>8} {cost:>8} {graphs:>7}")
     return "\n".join(lines)
 
 
@@ -176,7 +199,8 @@ def main(argv: list[str]) -> int:
                         help=f"comma-separated, from {', '.join(PATHS)} (graphs need a GPU)")
     parser.add_argument("--steps", type=int, default=50, help="training steps per timed repeat")
     parser.add_argument("--warmup", type=int, default=40,
-                        help="untimed steps first (graph paths capture each mixing point after 3 eager steps)")
+                        help="untimed steps first (graph paths capture each mixing point after 3 eager steps); "
+                             "default 40")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference path (public code: 2)")
     parser.add_argument("--image-size", type=int, default=32)
@@ -184,6 +208,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default="bench.json", help="where to write the JSON results")
     parser.add_argument("override", nargs="*", help="extra Hydra overrides for both paths, e.g. model.width=8")
     args = parser.parse_args(argv)
+    for name in ("steps", "repeats", "warmup"):
+        if getattr(args, name) < (0 if name == "warmup" else 1):
+            parser.error(f"--{name} must be at least {0 if name == 'warmup' else 1} (got {getattr(args, name)})")
     unknown = set(args.paths.split(",")) - set(PATHS)
     if unknown:
         parser.error(f"unknown path(s) {', '.join(sorted(unknown))}; choose from {', '.join(PATHS)}")

@@ -38,6 +38,11 @@ def validate(cfg: DictConfig, *, mix_points: int, train_size: int, device_type: 
                         f"use trainer.precision=fp32 (or bf16)")
     if cfg.trainer.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise UserError(f"trainer.precision must be auto, fp32, bf16 or fp16 (got {cfg.trainer.precision})")
+    if cfg.trainer.fused_sgd not in ("auto", True, False):
+        raise UserError(f"trainer.fused_sgd must be auto, true or false (got {cfg.trainer.fused_sgd})")
+    if cfg.trainer.fused_sgd is True and cfg.optim._target_ != "torch.optim.SGD":
+        raise UserError(f"trainer.fused_sgd=true fuses torch.optim.SGD only, not {cfg.optim._target_}; "
+                        f"use optim=sgd or drop trainer.fused_sgd")
     if cfg.trainer.cuda_graphs:
         _check_cuda_graphs(cfg, device_type, world_size)
     if cfg.loss not in ("soft_ce", "bce"):
@@ -54,6 +59,9 @@ def _check_cuda_graphs(cfg: DictConfig, device_type: str, world_size: int) -> No
     if world_size > 1:
         raise UserError(f"trainer.cuda_graphs=true runs in one process, but this run has {world_size}; "
                         f"drop it under torchrun (trainer.compile=true works there)")
+    if cfg.trainer.fused_sgd is False:
+        raise UserError("trainer.cuda_graphs=true needs the fused SGD that reads its lr from a device tensor (a graph "
+                        "would freeze a Python lr); drop trainer.fused_sgd=false")
     if cfg.trainer.precision == "fp16":
         raise UserError("trainer.cuda_graphs=true cannot replay fp16's loss scaling (it syncs with the host every "
                         "step); use trainer.precision=bf16 or fp32")

@@ -31,9 +31,19 @@ def from_environment() -> Ranks:
 
 
 def start(ranks: Ranks, device: torch.device) -> None:
-    """Join the process group: NCCL between GPUs, gloo between CPU processes."""
-    if ranks.active and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    """Join the process group: NCCL between GPUs, gloo between CPU processes.
+
+    On GPUs the process's own device becomes the current one first: NCCL's object collectives
+    (``broadcast_object_list``, ``all_gather_object``) run on the current device, so without it every
+    rank would use GPU 0 and NCCL would stop with "Duplicate GPU detected".
+    """
+    if not ranks.active or dist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
 
 
 def sum_across(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:
@@ -100,5 +110,6 @@ def sync_buffers(model: torch.nn.Module, ranks: Ranks) -> None:
 
 
 def stop(ranks: Ranks) -> None:
+    """Leave the process group (the trainer calls it when a run ends, however it ends)."""
     if ranks.active and dist.is_initialized():
         dist.destroy_process_group()

@@ -26,42 +26,78 @@ def autocast(device: torch.device, precision: str):
 
 
 def capturable_sgd(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Make an SGD optimiser replayable inside a CUDA graph.
+    """Make an SGD optimiser fused, with its learning rate in a device tensor (``trainer.fused_sgd``).
 
-    The foreach SGD reads the learning rate as a Python number, which a graph would freeze at its
-    capture-time value; the fused kernel reads it from a device tensor instead, which the
-    schedulers update in place (``fill_``), so the schedule keeps working under replay.
+    The foreach SGD reads the learning rate as a Python number, which a CUDA graph would freeze at
+    its capture-time value; the fused kernel reads it from a device tensor instead, which the
+    schedulers update in place (``fill_``), so the schedule keeps working under replay. The fused
+    update equals the foreach one up to float rounding (about 1e-7 relative), not bit for bit.
     """
     if not isinstance(optimizer, torch.optim.SGD):
-        raise TypeError(f"CUDA-graph steps support torch.optim.SGD, not {type(optimizer).__name__}")
+        raise TypeError(f"the fused tensor-lr step supports torch.optim.SGD, not {type(optimizer).__name__}")
     for group in optimizer.param_groups:
         group["lr"] = torch.tensor(float(group["lr"]), device=device)
         group["fused"], group["foreach"] = True, False
 
 
+def reset_compiler(programs: int) -> None:
+    """Fresh dynamo caches sized for ``programs`` graphs of one step function, failing loudly when full.
+
+    Every mixing point compiles the same code object, so dynamo counts points as recompiles of one
+    frame: left to its defaults, a second run in the same process (a sweep, ``mmx bench``) fills the
+    cache and silently falls back to eager. A reset per step object, a limit of one entry per
+    program, and an error instead of the fallback keep every compiled figure compiled.
+    """
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()  # dynamo's statistics outlive its caches
+    torch._dynamo.config.recompile_limit = max(8, programs)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+
+
+def compiled_graphs() -> int:
+    """Graphs dynamo has compiled since the last :func:`reset_compiler` (one per program when none break)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 class TrainStep:
     """``step(images, labels, draw) -> (loss, correct)``, both device scalars, never read on the host
-    (consume them before the next step: a replayed graph overwrites its outputs).
+    (consume them before the next step: a replayed graph overwrites its outputs). ``correct`` counts
+    predictions equal to the original (unmixed) labels, as the public code counts training accuracy.
 
-    ``compile``: ``torch.compile`` the forward and loss (backward is compiled with it by AOTAutograd).
+    ``compile``: ``torch.compile`` the forward and loss (backward is compiled with it by AOTAutograd),
+    one graph per program (mixing point), ``dynamic=False``: training shapes never change.
     ``cuda_graphs``: after a few eager steps per mixing point, capture forward, backward and the
-    optimiser update of that point in one CUDA graph and replay it from then on. Eager, warm-up and
-    replayed steps are the same computation, so switching between them does not change training.
+    optimiser update of that point in one CUDA graph and replay it from then on. A replay is the
+    same computation as an eager step *with the fused, tensor-lr SGD* (:func:`capturable_sgd`,
+    which ``cuda_graphs`` requires); against the default foreach SGD it differs by float rounding.
+    ``programs`` is how many distinct points the step will see (``None`` included), to size the
+    compiler's cache.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                  loss_fn: Callable, num_classes: int, device: torch.device, precision: str, *,
                  compile: bool = False, compile_mode: str = "default", compile_backend: str = "inductor",
-                 cuda_graphs: bool = False):
+                 cuda_graphs: bool = False, programs: int = 1):
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.loss_fn, self.num_classes = loss_fn, num_classes
         self.device, self.precision = device, precision
-        self.compile = dict(mode=compile_mode, backend=compile_backend) if compile else None
+        self.compile = dict(mode=compile_mode, backend=compile_backend, dynamic=False) if compile else None
+        if compile:
+            reset_compiler(programs)
         self.cuda_graphs = cuda_graphs
         self.forwards: dict[int | None, Callable] = {}
         self.graphs: dict[int | None, _CapturedStep] = {}
         self.eager_steps: dict[int | None, int] = {}
-        self.warmup_stream = torch.cuda.Stream(device) if cuda_graphs else None
+        # Warm-up and capture run on a side stream of the training device (not of the current device).
+        self.side_stream = torch.cuda.Stream(device) if cuda_graphs else None
+        # One memory pool for every point's graph: only the outputs outlive a replay (parameters,
+        # optimiser state and the static inputs live outside the pool), so graphs replayed in any
+        # order can share the temporaries of forward and backward instead of reserving them per point.
+        self.pool = torch.cuda.graph_pool_handle() if cuda_graphs else None
         self.unmixed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # batch size -> placeholder (lam, perm)
 
     def forward_for(self, point: int | None) -> Callable:
@@ -74,11 +110,15 @@ class TrainStep:
                 with autocast(self.device, self.precision):
                     logits = self.model(images, at_point=hook)
                 loss = self.loss_fn(logits.float(), targets)
-                correct = (logits.argmax(dim=1) == targets.argmax(dim=1)).sum()
+                correct = (logits.argmax(dim=1) == labels).sum()
                 return loss, correct
 
             self.forwards[point] = torch.compile(forward_loss, **self.compile) if self.compile else forward_loss
         return self.forwards[point]
+
+    def captured(self, points) -> bool:
+        """Whether every one of ``points`` replays from a graph (always true without CUDA graphs)."""
+        return not self.cuda_graphs or all(p in self.graphs for p in points)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, draw: MixDraw | None):
         point = draw.point if draw else None
@@ -89,7 +129,7 @@ class TrainStep:
             self.graphs[point] = _CapturedStep(self, point, images, labels, lam, perm)
             return self.graphs[point].replay(images, labels, lam, perm)
         self.eager_steps[point] = self.eager_steps.get(point, 0) + 1
-        with _on_stream(self.warmup_stream) if self.cuda_graphs else contextlib.nullcontext():
+        with _on_stream(self.side_stream) if self.cuda_graphs else contextlib.nullcontext():
             return self.eager(point, images, labels, lam, perm)
 
     def _unmixed(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,15 +151,17 @@ class TrainStep:
 class _CapturedStep:
     """One mixing point's whole step in a CUDA graph, fed through static input buffers.
 
-    Gradients are allocated inside the graph's private memory pool and written, not accumulated,
-    on every replay; each point's graph has its own pool because points are replayed in random order.
+    Gradients are allocated inside the shared graph pool and written, not accumulated, on every
+    replay. After a replay, ``p.grad`` holds the tensors of the *last captured* graph, not
+    necessarily of the graph just replayed: read gradients only in eager steps.
     """
 
     def __init__(self, step: TrainStep, point, images, labels, lam, perm):
         self.inputs = [t.clone() for t in (images, labels, lam, perm)]
         self.graph = torch.cuda.CUDAGraph()
         step.optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(self.graph):
+        # thread_local: other threads (a DataLoader's pin-memory thread) may use CUDA during the capture.
+        with torch.cuda.graph(self.graph, pool=step.pool, stream=step.side_stream, capture_error_mode="thread_local"):
             loss, correct = step.forward_for(point)(*self.inputs)
             loss.backward()
             step.optimizer.step()
@@ -127,7 +169,7 @@ class _CapturedStep:
 
     def replay(self, *inputs):
         """Run the step on ``inputs``; the returned (loss, correct) are the graph's own output
-        buffers, valid until this point's next replay (the trainer consumes them at once)."""
+        buffers, valid until the next replay of any graph (the trainer consumes them at once)."""
         for static, new in zip(self.inputs, inputs):
             static.copy_(new, non_blocking=True)
         self.graph.replay()

@@ -9,6 +9,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import hydra
 import torch
@@ -37,12 +38,16 @@ SMOKE_STEPS = 2
 
 
 def smoke_version(cfg: DictConfig) -> DictConfig:
-    """Any recipe cut to two training steps and one test batch of a single epoch."""
+    """Any recipe cut to two training steps and one test batch of a single epoch.
+
+    With ``trainer.cuda_graphs`` the epoch instead runs until every mixing point has been captured
+    and replayed once (see :func:`train_one_epoch`), so a smoke run checks the capture too.
+    """
     cfg = cfg.copy()
     cfg.epochs = 1
     if "milestones" in cfg.schedule:
         cfg.schedule.milestones = []
-    cfg.trainer.max_steps_per_epoch = SMOKE_STEPS
+    cfg.trainer.max_steps_per_epoch = None if cfg.trainer.cuda_graphs else SMOKE_STEPS
     cfg.trainer.max_eval_batches = 1
     return cfg
 
@@ -97,6 +102,9 @@ class Setup:
 def setup(cfg: DictConfig, ranks: Ranks, device_name: str | None = None) -> Setup:
     """Build a run's parts; ``device_name`` replaces ``trainer.device`` (a GPU claimed for ``cuda:free``)."""
     device = resolve_device(device_name or cfg.trainer.device, ranks)
+    if device.type == "cuda":
+        # Streams, graph captures and collectives without an explicit device use the current one.
+        torch.cuda.set_device(device)
     distributed.start(ranks, device)
     precision = cfg.trainer.precision
     if precision == "auto":
@@ -134,31 +142,46 @@ def setup(cfg: DictConfig, ranks: Ranks, device_name: str | None = None) -> Setu
                  mixer, channels_last)
 
 
+def uses_fused_sgd(cfg: DictConfig) -> bool:
+    """``trainer.fused_sgd``: ``auto`` is on exactly when CUDA graphs need it."""
+    return bool(cfg.trainer.cuda_graphs) if cfg.trainer.fused_sgd == "auto" else bool(cfg.trainer.fused_sgd)
+
+
 def build_step(s: Setup, cfg: DictConfig) -> TrainStep:
     """The training step the trainer settings ask for (eager, compiled and/or CUDA-graph replayed)."""
     trainer = cfg.trainer
-    if trainer.cuda_graphs:
+    if uses_fused_sgd(cfg):
         capturable_sgd(s.optimizer, s.device)  # after any restore: a checkpoint's param_groups replace ours
     s.step = TrainStep(s.model, s.optimizer, s.scaler, LOSSES[cfg.loss], s.data.num_classes, s.device, s.precision,
                        compile=trainer.compile, compile_mode=trainer.compile_mode,
-                       compile_backend=trainer.compile_backend, cuda_graphs=trainer.cuda_graphs)
+                       compile_backend=trainer.compile_backend, cuda_graphs=trainer.cuda_graphs,
+                       programs=max(1, len(s.mixer.layers)))
     return s.step
 
 
-def train_one_epoch(s: Setup, progress: bool, epoch: int, max_steps: int | None = None) -> dict:
-    """One pass over the training set; statistics stay on the device until the epoch ends."""
+def train_one_epoch(s: Setup, progress: bool, epoch: int, max_steps: int | None = None,
+                    until: Callable[[], bool] | None = None) -> dict:
+    """One pass over the training set; statistics stay on the device until the epoch ends.
+
+    ``until``: a host-side condition checked after each step that ends the epoch early (smoke runs).
+    """
     s.model.train()
     steps = len(s.batches) if max_steps is None else min(max_steps, len(s.batches))
     step_losses = torch.zeros(steps, device=s.device)
     correct = torch.zeros((), device=s.device)
     start = time.perf_counter()
-    for step, (images, labels) in enumerate(tqdm(itertools.islice(s.batches, steps), total=steps,
-                                                 desc=f"epoch {epoch}", leave=False, disable=not progress)):
+    done = 0
+    for images, labels in tqdm(itertools.islice(s.batches, steps), total=steps, desc=f"epoch {epoch}",
+                               leave=False, disable=not progress):
         if s.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         loss, step_correct = s.step(images, labels, s.mixer.draw(len(images)))
-        step_losses[step] = loss
+        step_losses[done] = loss
         correct += step_correct
+        done += 1
+        if until is not None and until():
+            break
+    step_losses = step_losses[:done]
     sum_across(step_losses, s.ranks)
     sum_across(correct, s.ranks)
     losses = step_losses.cpu() / s.ranks.world_size  # the epoch's one host sync
@@ -167,8 +190,9 @@ def train_one_epoch(s: Setup, progress: bool, epoch: int, max_steps: int | None 
     if not finite.all():
         bad_step = int((~finite).nonzero()[0]) + 1
         raise Diverged(epoch, bad_step, float(losses[bad_step - 1]))
-    return {"train_loss": float(losses.mean()), "train_acc": float(correct) / (steps * s.batches.batch_size) * 100,
-            "train_seconds": seconds, "train_images_per_second": steps * s.batches.batch_size / seconds}
+    return {"train_loss": float(losses.mean()), "train_acc": float(correct) / (done * s.batches.batch_size) * 100,
+            "train_seconds": seconds, "train_images_per_second": done * s.batches.batch_size / seconds,
+            "step_losses": losses.tolist()}
 
 
 @torch.inference_mode()
@@ -206,8 +230,11 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     the main process writes.
     """
     ranks = distributed.from_environment()
-    with gpu_slots.claim(cfg.trainer.device, ranks.world_size) as device_name:
-        return _train(cfg, run_dir, resume, ranks, device_name)
+    try:
+        with gpu_slots.claim(cfg.trainer.device, ranks.world_size) as device_name:
+            return _train(cfg, run_dir, resume, ranks, device_name)
+    finally:
+        distributed.stop(ranks)
 
 
 def _train(cfg: DictConfig, run_dir: Path, resume: bool, ranks: Ranks, device_name: str) -> dict:
@@ -231,6 +258,9 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, ranks: Ranks, device_na
     if start_epoch >= cfg.epochs:
         info("%s has already finished its %d epochs; nothing to do", run_dir, cfg.epochs)
         return json.loads((run_dir / "summary.json").read_text())
+    # A smoke run with CUDA graphs trains until every mixing point has been captured and replayed.
+    smoke_until = (lambda: s.step.captured([None] if not s.mixer.active else s.mixer.layers)) \
+        if cfg.smoke and cfg.trainer.cuda_graphs else None
     run_log = RunLog(run_dir, resume_epoch=start_epoch) if main else None
     summary = None
     progress = cfg.trainer.progress and main
@@ -242,7 +272,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool, ranks: Ranks, device_na
             started = time.perf_counter()
             lr = float(s.optimizer.param_groups[0]["lr"])  # a device tensor under cuda_graphs: read once an epoch
             try:
-                train_stats = train_one_epoch(s, progress, epoch, cfg.trainer.max_steps_per_epoch)
+                train_stats = train_one_epoch(s, progress, epoch, cfg.trainer.max_steps_per_epoch, until=smoke_until)
             except Diverged as error:
                 kept = (f"the last good checkpoint is {ckpt_dir / 'last.pt'} (epoch {epoch - 1})" if epoch > 1
                         else "no checkpoint was written before it")
@@ -321,6 +351,7 @@ def _summary(cfg: DictConfig, s: Setup, *, best, final, epochs_done: int, wall_s
         "finished": epochs_done == cfg.epochs, "final": final, "best": best,
         "wall_seconds": wall_seconds, "device": _device_name(s.device), "precision": s.precision,
         "world_size": s.ranks.world_size, "compile": cfg.trainer.compile, "cuda_graphs": cfg.trainer.cuda_graphs,
+        "captured_points": sorted(p for p in s.step.graphs if p is not None) if cfg.trainer.cuda_graphs else None,
         "torch": torch.__version__,
     }
 

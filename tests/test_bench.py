@@ -6,7 +6,7 @@ from conftest import assert_one_sentence_error, run_mmx
 
 def test_bench_times_both_paths_and_writes_json(tmp_path):
     result = run_mmx(["bench", "--regimes", "none,manifold", "--batch-sizes", "8,16", "--steps", "2", "--warmup", "1",
-                      "--repeats", "2", "--out", "bench.json", "model.width=4"], tmp_path)
+                      "--repeats", "2", "--out", "bench.json", "model.width=8"], tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["device"].startswith("cpu") and report["peak_tflops"] > 0
@@ -26,12 +26,23 @@ def test_bench_times_both_paths_and_writes_json(tmp_path):
     assert "measured matmul peak" in result.stdout
 
 
-def test_bench_compiled_path_and_unknown_or_impossible_paths(tmp_path):
-    result = run_mmx(["bench", "--regimes", "none", "--batch-sizes", "8", "--paths", "reference,compiled",
-                      "--steps", "2", "--warmup", "2", "--repeats", "1", "model.width=4"], tmp_path)
+def test_bench_compiles_every_configuration_afresh_one_graph_per_point(tmp_path):
+    """Three compiled configurations in one process: each compiles its own graph, none falls back to eager
+    (dynamo's cache would fill over configurations without a reset), and a warm-up longer than the timed
+    steps is run in full."""
+    result = run_mmx(["bench", "--regimes", "none,input", "--batch-sizes", "8,16", "--paths", "compiled",
+                      "--steps", "1", "--warmup", "3", "--repeats", "1", "model.width=8"], tmp_path)
     assert result.returncode == 0, result.stderr
-    (compiled,) = [r for r in json.loads((tmp_path / "bench.json").read_text())["results"] if r["path"] == "compiled"]
-    assert compiled["images_per_second"] > 0
+    results = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert len(results) == 4
+    for r in results:
+        assert r["images_per_second"] > 0 and r["warmup_steps"] == 3
+        assert r["programs"] == 1 and r["compiled_graphs"] == 1, r
+    assert all(row.split()[-1] == "1/1" for row in result.stdout.splitlines() if " compiled " in row)
+
+
+def test_bench_unknown_or_impossible_paths(tmp_path):
     assert_one_sentence_error(run_mmx(["bench", "--paths", "fast,turbo"], tmp_path), "unknown path(s) turbo")
-    assert_one_sentence_error(run_mmx(["bench", "--paths", "graphs", "--steps", "1", "model.width=4"], tmp_path),
+    assert_one_sentence_error(run_mmx(["bench", "--steps", "0"], tmp_path), "--steps must be at least 1")
+    assert_one_sentence_error(run_mmx(["bench", "--paths", "graphs", "--steps", "1", "model.width=8"], tmp_path),
                               "trainer.cuda_graphs=true needs a CUDA device")

@@ -65,13 +65,14 @@ def graph_config(**trainer):
         "mixup": {"name": "none"}, "epochs": 1, "schedule": {}, "batch_size": 10, "loss": "soft_ce",
         "optim": {"_target_": "torch.optim.SGD"},
         "trainer": {"sync_bn": False, "precision": "bf16", "compile": False, "compile_mode": "default",
-                    "cuda_graphs": True, **trainer}})
+                    "cuda_graphs": True, "fused_sgd": "auto", **trainer}})
 
 
 @pytest.mark.parametrize("change, kwargs, fragment", [
     ({"precision": "fp16"}, {}, "cannot replay fp16's loss scaling"),
     ({}, {"world_size": 2}, "runs in one process"),
     ({"compile": True, "compile_mode": "max-autotune"}, {}, "cannot nest"),
+    ({"fused_sgd": False}, {}, "drop trainer.fused_sgd=false"),
 ])
 def test_cuda_graph_settings_that_cannot_replay_are_rejected(change, kwargs, fragment):
     with pytest.raises(UserError, match=fragment):
@@ -83,23 +84,20 @@ def test_cuda_graph_settings_that_cannot_replay_are_rejected(change, kwargs, fra
     validate(graph_config(), mix_points=4, train_size=100, device_type="cuda")  # the supported setting passes
 
 
-def test_a_run_whose_sgd_reads_its_lr_from_a_tensor_logs_and_schedules_it(tmp_path, monkeypatch):
-    """What trainer.cuda_graphs does to the optimiser, applied to a CPU run: the schedule and the logs still work."""
-    from hydra import compose, initialize_config_module
+def test_fused_sgd_needs_sgd():
+    cfg = graph_config(cuda_graphs=False, fused_sgd=True)
+    cfg.optim._target_ = "torch.optim.Adam"
+    with pytest.raises(UserError, match="fuses torch.optim.SGD only"):
+        validate(cfg, mix_points=4, train_size=100, device_type="cpu")
 
-    import mmx.train as train_module
 
-    plain_build_step = train_module.build_step
-
-    def build_step_with_tensor_lr(s, cfg):
-        capturable_sgd(s.optimizer, s.device)
-        return plain_build_step(s, cfg)
-
-    monkeypatch.setattr(train_module, "build_step", build_step_with_tensor_lr)
-    with initialize_config_module("mmx.configs", version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, "epochs=3", "schedule.milestones=[2]"])
-    (tmp_path / "run").mkdir()
-    summary = train_module.train(cfg, tmp_path / "run")
-    assert summary["finished"]
-    with open(tmp_path / "run" / "metrics.csv") as f:
+def test_a_run_with_the_fused_tensor_lr_sgd_logs_and_schedules_its_lr(tmp_path):
+    """What trainer.cuda_graphs does to the optimiser (trainer.fused_sgd), on a CPU run: same schedule, logs work."""
+    fused = run_mmx(["train", *TINY, "epochs=3", "schedule.milestones=[2]", "trainer.fused_sgd=true",
+                     "trainer.deterministic=true", "hydra.run.dir=fused"], tmp_path)
+    plain = run_mmx(["train", *TINY, "epochs=3", "schedule.milestones=[2]", "trainer.deterministic=true",
+                     "hydra.run.dir=plain"], tmp_path)
+    assert fused.returncode == 0 and plain.returncode == 0, fused.stderr + plain.stderr
+    with open(tmp_path / "fused" / "metrics.csv") as f:
         assert [float(row["lr"]) for row in csv.DictReader(f)] == pytest.approx([0.05, 0.05, 0.005])
+    assert losses(tmp_path / "fused") == pytest.approx(losses(tmp_path / "plain"), rel=1e-4)
