@@ -79,6 +79,20 @@ def resolve_device(name: str, ranks: Ranks) -> torch.device:
     return device
 
 
+TF32 = {"auto": ("tf32", "none"), True: ("tf32", "tf32"), False: ("ieee", "ieee")}  # (convolutions, matmuls)
+
+
+def set_tf32(mode) -> None:
+    """``trainer.tf32``: how fp32 convolutions and matmuls run on Ampere and later GPUs (no effect on CPUs).
+
+    ``auto`` is PyTorch's default (TF32 convolutions, IEEE matmuls); ``false`` is IEEE fp32
+    throughout, as the GPUs of 2018 that made the paper's numbers computed.
+    """
+    if mode not in TF32:
+        raise UserError(f"trainer.tf32 must be auto, true or false (got {mode})")
+    torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = TF32[mode]
+
+
 @dataclass
 class Setup:
     """Everything one run trains with, built from its config."""
@@ -114,6 +128,7 @@ def setup(cfg: DictConfig, ranks: Ranks, device_name: str | None = None) -> Setu
     # Set both ways: the jobs of a multirun share one process.
     torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic))
     torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
+    set_tf32(cfg.trainer.tf32)
 
     data = build(cfg.dataset.source)
     if cfg.dataset.labels_per_class is not None:
@@ -189,7 +204,10 @@ def train_one_epoch(s: Setup, progress: bool, epoch: int, max_steps: int | None 
     finite = torch.isfinite(losses)
     if not finite.all():
         bad_step = int((~finite).nonzero()[0]) + 1
-        raise Diverged(epoch, bad_step, float(losses[bad_step - 1]))
+        raise Diverged(epoch, f"the training loss became {float(losses[bad_step - 1])} at epoch {epoch}, step {bad_step}")
+    if not all_finite(s.network):  # a finite loss can still be followed by an update that overflows
+        raise Diverged(epoch, f"the weights became non-finite in epoch {epoch} although its losses were finite "
+                              f"(an update of its last steps overflowed)")
     return {"train_loss": float(losses.mean()), "train_acc": float(correct) / (done * s.batches.batch_size) * 100,
             "train_seconds": seconds, "train_images_per_second": done * s.batches.batch_size / seconds,
             "step_losses": losses.tolist()}
@@ -218,9 +236,21 @@ def evaluate(s: Setup, batch_size: int, max_batches: int | None = None) -> dict:
 
 
 class Diverged(Exception):
-    def __init__(self, epoch: int, step: int, value: float):
-        super().__init__(f"the training loss became {value} at epoch {epoch}, step {step}")
-        self.epoch, self.step = epoch, step
+    """Training produced non-finite numbers in ``epoch``; the message says which and where."""
+
+    def __init__(self, epoch: int, what: str):
+        super().__init__(what)
+        self.epoch = epoch
+
+
+def all_finite(module: torch.nn.Module) -> bool:
+    """Whether every floating parameter and buffer is finite: one fused reduction, one host sync.
+
+    The largest magnitude of each tensor (``foreach`` inf-norm) is NaN or inf exactly when the
+    tensor holds one, and cannot overflow as a sum of squares would.
+    """
+    tensors = [t for t in itertools.chain(module.parameters(), module.buffers()) if t.is_floating_point()]
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all())
 
 
 def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:

@@ -1,6 +1,7 @@
 """Every mistake a user can make fails early with one sentence, a non-zero exit and no traceback."""
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,3 +76,17 @@ def test_non_finite_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_che
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
     assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 2  # header + epoch 1
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs_done"] == 1
+
+
+def test_a_nan_gradient_in_the_last_step_of_an_epoch_never_reaches_a_checkpoint(tmp_path):
+    """Digits has 14 steps per epoch: backward pass 28 is epoch 2's last. Its loss is finite, its update makes the
+    weights NaN; they are checked before any checkpoint is written, so last.pt and best.pt stay at epoch 1."""
+    result = run_mmx(["train", *TINY, "epochs=3", "schedule.milestones=[]", "mixup=none", "hydra.run.dir=run",
+                      "model._target_=crash_models.NaNGradientPreActResNet", "+model.nan_at_backward=28"],
+                     tmp_path, env={"PYTHONPATH": str(Path(__file__).parent)})
+    assert_one_sentence_error(result, "the weights became non-finite in epoch 2", "the last good checkpoint is",
+                              "(epoch 1)")
+    for name in ("last", "best"):
+        state = torch.load(tmp_path / "run" / "checkpoints" / f"{name}.pt", weights_only=True)
+        assert state["epoch"] == 1
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -86,13 +86,24 @@ def test_labels_per_class_keeps_a_fixed_balanced_subset():
     assert any(torch.equal(member, image) for image in data.train_images)
 
 
-def test_labels_per_class_larger_than_a_class_is_an_error():
+def test_labels_per_class_caps_each_class_and_keeps_the_smaller_ones_whole(caplog):
+    """As the public code's --labels_per_class (its SVHN command caps the larger classes only)."""
+    import logging
+
     import pytest
 
     from mmx.errors import UserError
 
-    with pytest.raises(UserError, match="labels_per_class=500"):
-        load_digits().with_labels_per_class(500)
+    data = load_digits()
+    full = torch.bincount(data.train_labels)  # 142..146 training images per class
+    with caplog.at_level(logging.INFO, logger="mmx"):
+        capped = data.with_labels_per_class(144)
+    assert torch.equal(torch.bincount(capped.train_labels), full.clamp(max=144))
+    assert f"training on {int(full.clamp(max=144).sum())} of {len(data.train_labels)} images" in caplog.text
+    assert "classes with fewer keep all of theirs" in caplog.text
+    for bad in (0, -1):
+        with pytest.raises(UserError, match="dataset.labels_per_class must be a positive integer"):
+            data.with_labels_per_class(bad)
 
 
 def test_crop_and_flip_follow_torchvisions_distribution():

@@ -1,6 +1,7 @@
 """Losses against hand computations; test metrics (accuracy, NLL, ECE) on known cases."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -41,9 +42,41 @@ def test_bce_of_softmax_by_hand_and_as_the_public_code_computes_it():
     torch.testing.assert_close(softmax_bce(LOGITS, TARGETS), public_code)
 
 
-def test_bce_stays_finite_for_saturated_logits():
-    logits = torch.tensor([[200.0, -200.0]])
-    assert torch.isfinite(softmax_bce(logits, torch.tensor([[0.0, 1.0]])))
+def test_bce_value_and_gradient_equal_bceloss_of_softmax_in_float64():
+    torch.manual_seed(0)
+    logits = (torch.randn(64, 10, dtype=torch.float64) * 4).requires_grad_()
+    targets = torch.distributions.Dirichlet(torch.ones(10)).sample((64,)).double()
+    public = torch.nn.BCELoss()(F.softmax(logits, dim=1), targets)
+    (public_gradient,) = torch.autograd.grad(public, logits)
+    ours = softmax_bce(logits, targets)
+    (gradient,) = torch.autograd.grad(ours, logits)
+    assert torch.isfinite(public) and torch.isfinite(public_gradient).all()
+    torch.testing.assert_close(ours, public, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gradient, public_gradient, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("margin", [10.0, 18.0, 30.0, 100.0, 1e3, 1e4])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_bce_value_and_gradient_stay_finite_when_the_softmax_saturates(margin, bf16):
+    """In float32 p rounds to 1 at a margin of about 18; log1p(-p) would be -inf and its gradient NaN."""
+    logits = torch.zeros(3, 10)
+    logits[:, 4] = margin
+    targets = F.one_hot(torch.tensor([4, 2, 4]), 10).float()
+    targets[2] = 0.5 * targets[2] + 0.5 * F.one_hot(torch.tensor(7), 10)  # a mixed target
+    layer = torch.nn.Linear(10, 10)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(10))
+        layer.bias.zero_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = softmax_bce(layer(logits), targets)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(layer.weight.grad).all() and torch.isfinite(layer.bias.grad).all()
+    assert loss.item() <= 100  # BCELoss clamps each log at -100
+
+
+def test_soft_cross_entropy_is_torchs_cross_entropy_with_probability_targets():
+    torch.testing.assert_close(soft_cross_entropy(LOGITS, TARGETS),
+                               -(TARGETS * F.log_softmax(LOGITS, dim=1)).sum(dim=1).mean())
 
 
 def test_ece_by_hand():

@@ -1,12 +1,15 @@
 """The in-memory form every dataset is loaded into."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 
 from mmx.data.batches import TrainBatches, eval_batches
 from mmx.errors import UserError
+
+log = logging.getLogger("mmx")
 
 
 @dataclass
@@ -44,7 +47,7 @@ class ImageSplits:
         return len(self.test_images)
 
     def with_labels_per_class(self, count: int, seed: int = 0) -> "ImageSplits":
-        """Keep ``count`` training images of every class (the low-data regime); see :func:`balanced_subset`."""
+        """Keep at most ``count`` training images of every class (the low-data regime); see :func:`balanced_subset`."""
         index = balanced_subset(self.train_labels, self.num_classes, count, seed)
         return ImageSplits(self.train_images[index], self.train_labels[index], self.test_images, self.test_labels,
                            self.num_classes)
@@ -64,20 +67,28 @@ class ImageSplits:
 
 
 def balanced_subset(labels: torch.Tensor, num_classes: int, count: int, seed: int = 0) -> torch.Tensor:
-    """Sorted indices of ``count`` examples of every class, drawn with a fixed seed.
+    """Sorted indices of at most ``count`` examples of every class, drawn with a fixed seed.
 
-    The seed belongs to the subset, not to the run: every seed of a sweep trains on the same images.
+    A class with fewer keeps all of its examples, as the public code's ``labels_per_class`` does (its
+    SVHN command caps the larger classes at 7,325 and keeps the smaller whole); the log says how
+    many were kept. The seed belongs to the subset, not to the run: every seed of a sweep trains on
+    the same images.
     """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise UserError(f"dataset.labels_per_class must be a positive integer (got {count!r}); set it to the number "
+                        f"of training images to keep per class, or null for all")
     generator = torch.Generator().manual_seed(seed)
     labels = torch.as_tensor(labels).cpu()
-    keep = []
+    keep, short = [], []
     for label in range(num_classes):
         members = (labels == label).nonzero().flatten()
         if len(members) < count:
-            raise UserError(f"dataset.labels_per_class={count} but class {label} has only {len(members)} "
-                            f"training images; choose at most {len(members)}")
+            short.append(f"{label} ({len(members)})")
         keep.append(members[torch.randperm(len(members), generator=generator)[:count]])
-    return torch.cat(keep).sort().values
+    index = torch.cat(keep).sort().values
+    log.info("dataset.labels_per_class=%d: training on %d of %d images%s", count, len(index), len(labels),
+             f"; classes with fewer keep all of theirs: {', '.join(short)}" if short else "")
+    return index
 
 
 def from_hwc_numpy(array) -> torch.Tensor:

@@ -1,0 +1,344 @@
+"""A run directory: its layout, what writes each file, and what reads it back, in one place.
+
+    RUN/
+      config.yaml           the resolved config; written first, it marks the folder as a run
+      summary.json          what was trained, with which code, and how it ended
+      metrics.csv, tb/      one row per epoch (EPOCH_METRICS), as CSV and TensorBoard events
+      checkpoints/last.pt   every epoch; best.pt at each new lowest test error
+      eval.json             mmx eval (and reliability.png); spectrum.json: mmx spectrum
+      train.log, .hydra/    the console log, and Hydra's record of the invocation
+      .lock                 held by the process that trains in the folder
+
+Every file is replaced atomically (a temporary file of its own per writer, fsync, rename), so a
+reader or a resume after a kill at any instant sees either the old file or the new one. Damaged
+files are reported in one sentence naming the file.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import fcntl
+import io
+import json
+import math
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mmx.errors import UserError
+
+CONFIG, SUMMARY, METRICS, EVAL = "config.yaml", "summary.json", "metrics.csv", "eval.json"
+TENSORBOARD, CHECKPOINTS, LOCK = "tb", "checkpoints", ".lock"
+CHECKPOINT_NAMES = ("best", "last")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One per-epoch number: its metrics.csv column, TensorBoard tag and how tables show it.
+
+    ``summary`` names test metrics as they appear in summary.json's ``final`` and ``best`` and in
+    the result tables; ``lower_is_better`` is None for numbers that are not a quality (lr, time).
+    """
+
+    column: str
+    tag: str | None
+    decimals: int
+    lower_is_better: bool | None = None
+    summary: str | None = None
+    label: str = ""
+
+
+EPOCH_METRICS = (
+    Metric("epoch", None, 0),
+    Metric("lr", "lr", 6),
+    Metric("train_loss", "train/loss", 4, True),
+    Metric("train_acc", "train/acc", 2, False),
+    Metric("test_acc", "test/acc", 2, False, "acc", "acc %"),
+    Metric("test_error", "test/error", 2, True, "error", "error %"),
+    Metric("test_nll", "test/nll", 3, True, "nll", "NLL"),
+    Metric("test_ece", "test/ece", 3, True, "ece", "ECE"),
+    Metric("epoch_seconds", "time/epoch_seconds", 1),
+    Metric("train_images_per_second", "throughput/images_per_second", 0),
+    Metric("test_top5", "test/top5", 2, False, "top5", "top-5 %"),
+)
+COLUMNS = [m.column for m in EPOCH_METRICS]
+TEST_METRICS = {m.summary: m for m in EPOCH_METRICS if m.summary}  # acc, error, nll, ece, top5
+
+
+def epoch_row(epoch: int, lr: float, train: dict, test: dict, seconds: float) -> dict:
+    """metrics.csv's row for one epoch, from the trainer's statistics and the test metrics."""
+    row = {"epoch": epoch, "lr": lr, "train_loss": train["train_loss"], "train_acc": train["train_acc"],
+           "epoch_seconds": seconds, "train_images_per_second": train["train_images_per_second"]}
+    row.update({metric.column: test[name] for name, metric in TEST_METRICS.items()})
+    return row
+
+
+def test_record(test: dict, epoch: int) -> dict:
+    """summary.json's ``final``/``best`` entry: every test metric and the epoch."""
+    return {**{name: test[name] for name in TEST_METRICS}, "epoch": epoch}
+
+
+class RunDir:
+    """The files of one run; every read and write of them goes through here."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.config_path = self.path / CONFIG
+        self.summary_path = self.path / SUMMARY
+        self.metrics_path = self.path / METRICS
+        self.eval_path = self.path / EVAL
+        self.tensorboard_path = self.path / TENSORBOARD
+        self.lock_path = self.path / LOCK
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def checkpoint_path(self, which: str) -> Path:
+        return self.path / CHECKPOINTS / f"{which}.pt"
+
+    def is_run(self) -> bool:
+        return self.config_path.is_file()
+
+    # --- writers ---------------------------------------------------------------------------------
+
+    def write_config(self, cfg: DictConfig) -> None:
+        write_atomic(self.config_path, lambda f: f.write(OmegaConf.to_yaml(cfg, resolve=True).encode()))
+
+    def write_summary(self, summary: dict) -> None:
+        write_json(self.summary_path, summary)
+
+    def write_eval(self, result: dict) -> None:
+        write_json(self.eval_path, result)
+
+    def save_checkpoint(self, state: dict, which: str) -> None:
+        save_checkpoint(state, self.checkpoint_path(which))
+
+    def metrics_log(self, resume_epoch: int = 0) -> "MetricsLog":
+        return MetricsLog(self, resume_epoch)
+
+    # --- readers ---------------------------------------------------------------------------------
+
+    def read_config(self) -> DictConfig:
+        if not self.is_run():
+            raise UserError(f"{self.path} is not an mmx run directory (no {CONFIG}); pass a directory that "
+                            f"`mmx train` wrote")
+        try:
+            cfg = OmegaConf.load(self.config_path)
+        except Exception as error:
+            raise UserError(f"{self.config_path} is damaged ({_first_line(error)}); restore it from a copy or "
+                            f"start the run again") from None
+        if not isinstance(cfg, DictConfig) or "model" not in cfg or "dataset" not in cfg:
+            raise UserError(f"{self.config_path} is damaged (it does not describe a run); restore it from a copy "
+                            f"or start the run again")
+        return cfg
+
+    def read_summary(self) -> dict | None:
+        """summary.json, or None before the first epoch has ended."""
+        if not self.summary_path.exists():
+            return None
+        return read_json(self.summary_path)
+
+    def read_eval(self) -> dict | None:
+        return read_json(self.eval_path) if self.eval_path.exists() else None
+
+    def read_metrics(self) -> list[dict]:
+        """metrics.csv's rows as numbers (empty before the first epoch has ended)."""
+        if not self.metrics_path.exists():
+            return []
+        try:
+            with open(self.metrics_path, newline="") as handle:
+                return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()}
+                        for row in csv.DictReader(handle)]
+        except (ValueError, TypeError, csv.Error) as error:
+            raise UserError(f"{self.metrics_path} is damaged ({_first_line(error)})") from None
+
+    def load_checkpoint(self, which: str = "last") -> dict:
+        if which not in CHECKPOINT_NAMES:
+            raise UserError(f"checkpoint={which} is not one of {', '.join(CHECKPOINT_NAMES)}; choose best or last")
+        path = self.checkpoint_path(which)
+        if not path.is_file():
+            raise UserError(f"{self.path} has no {CHECKPOINTS}/{which}.pt (it stopped before its first epoch "
+                            f"ended); pass a run that finished at least one epoch")
+        return load_checkpoint(path)
+
+    # --- a live run's claim on the folder -------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock while training in it; the system drops it when the process ends.
+
+        A second process (a resume of a live run, or two runs sent to one folder) is refused in one
+        sentence naming the holder; a lock left by a dead process does not block.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(f"{self.path} is in use by {holder}; wait for it to finish (or stop it) before "
+                            f"resuming, or train in another directory") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} on {os.uname().nodename}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
+
+
+class MetricsLog:
+    """Appends one row per epoch to metrics.csv and TensorBoard.
+
+    On resume from epoch ``e`` both forget what came after ``e`` (rows written after the last
+    checkpoint, before a kill), so no epoch is ever recorded twice; metrics.csv is rewritten
+    atomically, so a kill during the rewrite loses nothing.
+    """
+
+    def __init__(self, run: RunDir, resume_epoch: int = 0):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = run.metrics_path
+        kept = [row for row in run.read_metrics() if row["epoch"] <= resume_epoch]
+        write_atomic(self.path, lambda f: f.write(_csv_text(kept, header=True).encode()))
+        self.tensorboard = SummaryWriter(log_dir=str(run.tensorboard_path),
+                                         purge_step=resume_epoch + 1 if resume_epoch else None)
+
+    def append(self, row: dict) -> None:
+        try:
+            with open(self.path, "a", newline="") as handle:
+                handle.write(_csv_text([row]))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:
+            raise _write_error(error, self.path) from None
+        for metric in EPOCH_METRICS:
+            if metric.tag:
+                self.tensorboard.add_scalar(metric.tag, row[metric.column], global_step=row["epoch"])
+        self.tensorboard.flush()
+
+    def close(self) -> None:
+        self.tensorboard.close()
+
+
+def _csv_text(rows: list[dict], header: bool = False) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows({k: row[k] for k in COLUMNS} for row in rows)
+    return buffer.getvalue()
+
+
+# --- atomic files ------------------------------------------------------------------------------
+
+def write_atomic(path: Path, write: Callable) -> None:
+    """``write(binary file)`` into a temporary file of this writer's own beside ``path``, then rename it.
+
+    The temporary name is unique per process and call, so concurrent writers never share one; on
+    any failure it is removed, and a full disk is named as such.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _write_error(error, path) from None
+        raise
+
+
+def _write_error(error: OSError, path: Path) -> UserError:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"the disk is full: {path} could not be written (nothing half-written was left); free "
+                         f"some space and resume the run")
+    return UserError(f"{path} could not be written ({error.strerror or error}); check the folder's permissions "
+                     f"and free space")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Strict JSON (NaN and infinities become null, which every JSON reader accepts), written atomically."""
+    text = json.dumps(_strict(data), indent=2, allow_nan=False) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def _strict(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is damaged ({_first_line(error)}); delete it to let mmx write it again, or "
+                        f"restore it from a copy") from None
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """torch.save through :func:`write_atomic`: a resume after a kill at any instant finds a whole file."""
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Tensors, numbers, strings and containers only (``weights_only=True``), onto the CPU.
+
+    A file that is not such a checkpoint (damaged, or crafted to run code when unpickled) is refused
+    in one sentence; mmx never retries with ``weights_only=False``.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(f"{path} is damaged or not a checkpoint mmx wrote ({_first_line(error)[:120]}); it was not "
+                        f"loaded (mmx loads only tensors and plain data)") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+# --- the code that made a run ------------------------------------------------------------------
+
+def code_version() -> dict:
+    """mmx's version and, in a git checkout, the commit and whether the tree had changes.
+
+    Kept with every run (summary.json and checkpoints), as airbench keeps its code with its results.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        mmx_version = version("mmx")
+    except PackageNotFoundError:
+        mmx_version = None
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode != 0:
+            return {"mmx": mmx_version, "commit": None, "dirty": None}
+        status = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10)
+        return {"mmx": mmx_version, "commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"mmx": mmx_version, "commit": None, "dirty": None}

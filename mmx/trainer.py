@@ -1,0 +1,211 @@
+"""What trains one run: its parts, assembled once in the order correctness needs.
+
+The loop (:mod:`mmx.train`) asks a :class:`Trainer` to train an epoch, to evaluate and for its
+state; it never reaches inside or patches it.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+
+import torch
+from omegaconf import DictConfig
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from mmx import distributed
+from mmx.config import check_run
+from mmx.data import Normalizer
+from mmx.distributed import Ranks, gather_rows, shard_bounds, sum_across, sync_buffers
+from mmx.errors import UserError
+from mmx.metrics import classification_metrics
+from mmx.parts import (configure_backends, create_loss, create_mixer, create_model, create_optimizer, create_schedule,
+                       load_data, resolve_device, resolve_precision, uses_channels_last)
+from mmx.run_dir import save_checkpoint  # noqa: F401 - re-exported for callers that save a trainer's state
+from mmx.step import TrainStep, autocast, capturable_sgd
+
+
+class Diverged(Exception):
+    """Training produced non-finite numbers in ``epoch``; the message says which and where."""
+
+    def __init__(self, epoch: int, what: str):
+        super().__init__(what)
+        self.epoch = epoch
+
+
+class Trainer:
+    """One run's network, data, optimiser, schedule, mixer and training step.
+
+    Built in this order: the parts from the config; then the checkpoint ``state`` when resuming
+    (it replaces the optimiser's parameter groups, so it must come first); then the fused, tensor-lr
+    SGD that CUDA graphs replay; then DistributedDataParallel under torchrun; then the step.
+    ``network`` is the bare network (checkpoints, evaluation, mixing points); ``model`` is what
+    trains: the network, or DDP around it.
+    """
+
+    def __init__(self, cfg: DictConfig, ranks: Ranks = Ranks(), device: str | None = None, state: dict | None = None):
+        self.cfg, self.ranks = cfg, ranks
+        self.device = resolve_device(device or cfg.trainer.device, ranks)
+        configure_backends(cfg.trainer, self.device)
+        distributed.start(ranks, self.device)
+        self.precision = resolve_precision(cfg.trainer.precision, self.device)
+        data = load_data(cfg.dataset)
+        torch.manual_seed(cfg.seed)  # the network's initial weights
+        network = create_model(cfg.model, data.num_classes, data.channels, data.image_size)
+        check_run(cfg, train_size=data.train_size, world_size=ranks.world_size)
+        self.channels_last = uses_channels_last(cfg.trainer.channels_last, self.device)
+        if cfg.trainer.sync_bn and ranks.active:
+            if self.device.type != "cuda":
+                raise UserError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm runs on GPUs only); "
+                                "drop it or train on GPUs")
+            network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.network = network.to(self.device, memory_format=memory_format)
+        self.data = data.to(self.device)
+        self.optimizer = create_optimizer(cfg.optim, self.network.parameters())
+        self.scheduler = create_schedule(cfg.schedule, self.optimizer)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.normalizer = Normalizer(cfg.dataset.mean, cfg.dataset.std, self.device)
+        self.batches = self.data.train_batches(cfg.batch_size, self.normalizer, crop_padding=cfg.dataset.crop_padding,
+                                               flip=cfg.dataset.flip, seed=cfg.seed * 1000 + 1, rank=ranks.rank,
+                                               world_size=ranks.world_size, memory_format=memory_format)
+        # Each process mixes within its own slice of the batch, with draws of its own.
+        self.mixer = create_mixer(cfg.mixup, self.network.num_points, self.device,
+                                  seed=cfg.seed * 1000 + 2 + 7919 * ranks.rank)
+        if state is not None:
+            self.load_state_dict(state)
+        if uses_fused_sgd(cfg.trainer):
+            capturable_sgd(self.optimizer, self.device)
+        self.model = self.network
+        if ranks.active:  # gradients averaged across processes; parameters and buffers start from rank 0's
+            self.model = DistributedDataParallel(self.network,
+                                                 device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        trainer = cfg.trainer
+        self.step = TrainStep(self.model, self.optimizer, self.scaler, create_loss(cfg.loss), self.data.num_classes,
+                              self.device, self.precision, compile=trainer.compile, compile_mode=trainer.compile_mode,
+                              compile_backend=trainer.compile_backend, cuda_graphs=trainer.cuda_graphs,
+                              programs=len(self.mixer.programs))
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the coming epoch (a device tensor under CUDA graphs: read once an epoch)."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train_epoch(self, epoch: int, progress: bool = False, max_steps: int | None = None) -> dict:
+        """One pass over the training set, then one step of the schedule.
+
+        Statistics stay on the device until the epoch ends (its one host sync). Stops with
+        :class:`Diverged` when a loss, or the weights after the last update, are not finite.
+        ``max_steps`` (default ``trainer.max_steps_per_epoch``) cuts the epoch; with
+        ``trainer.steps_until_captured`` (smoke runs) a cut epoch under CUDA graphs goes on until
+        every mixing point has been captured and replayed.
+        """
+        self.model.train()
+        max_steps = self.cfg.trainer.max_steps_per_epoch if max_steps is None else max_steps
+        until_captured = self.cfg.trainer.steps_until_captured and self.cfg.trainer.cuda_graphs
+        steps = len(self.batches) if max_steps is None or until_captured else min(max_steps, len(self.batches))
+        step_losses = torch.zeros(steps, device=self.device)
+        correct = torch.zeros((), device=self.device)
+        start = time.perf_counter()
+        done = 0
+        for images, labels in tqdm(itertools.islice(self.batches, steps), total=steps, desc=f"epoch {epoch}",
+                                   leave=False, disable=not progress):
+            loss, step_correct = self.step(images, labels, self.mixer.draw(len(images)))
+            step_losses[done] = loss
+            correct += step_correct
+            done += 1
+            if until_captured and done >= (max_steps or 0) and self.step.captured(self.mixer.programs):
+                break
+        step_losses = step_losses[:done]
+        sum_across(step_losses, self.ranks)
+        sum_across(correct, self.ranks)
+        losses = step_losses.cpu() / self.ranks.world_size  # the epoch's one host sync
+        seconds = time.perf_counter() - start
+        finite = torch.isfinite(losses)
+        if not finite.all():
+            bad = int((~finite).nonzero()[0]) + 1
+            raise Diverged(epoch, f"the training loss became {float(losses[bad - 1])} at epoch {epoch}, step {bad}")
+        if not all_finite(self.network):  # a finite loss can still be followed by an update that overflows
+            raise Diverged(epoch, f"the weights became non-finite in epoch {epoch} although its losses were finite "
+                                  f"(an update of its last steps overflowed)")
+        self.scheduler.step()
+        images = done * self.batches.batch_size
+        return {"train_loss": float(losses.mean()), "train_acc": float(correct) / images * 100,
+                "train_seconds": seconds, "train_images_per_second": images / seconds, "step_losses": losses.tolist()}
+
+    @torch.inference_mode()
+    def evaluate(self, max_batches: int | None = None) -> dict:
+        """Accuracy, error, top-5, NLL and ECE on the test set (logits gathered on the device).
+
+        Under torchrun each process scores a contiguous shard and the logits are gathered.
+        """
+        max_batches = self.cfg.trainer.max_eval_batches if max_batches is None else max_batches
+        batch_size = self.cfg.trainer.eval_batch_size
+        sync_buffers(self.network, self.ranks)
+        self.network.eval()
+        count = self.data.test_size if max_batches is None else min(self.data.test_size, max_batches * batch_size)
+        first, last = shard_bounds(count, self.ranks)
+        logits = [torch.zeros(0, self.data.num_classes, device=self.device)]
+        labels = [torch.zeros(0, dtype=torch.long, device=self.device)]
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        for images, batch_labels in self.data.test_batches(first, last, batch_size, self.normalizer):
+            with autocast(self.device, self.precision):
+                logits.append(self.network(images.contiguous(memory_format=memory_format)).float())
+            labels.append(batch_labels)
+        return classification_metrics(gather_rows(torch.cat(logits), count, self.ranks),
+                                      gather_rows(torch.cat(labels), count, self.ranks))
+
+    def state_dict(self) -> dict:
+        """Everything a resume needs to continue exactly: weights, optimiser, schedule, scaler, generators.
+
+        The data and mixing generators differ between processes, so every process's are kept (a
+        collective: every process must call it).
+        """
+        own = {"data": self.batches.state_dict(), "mixer": self.mixer.state_dict()}
+        return {"world_size": self.ranks.world_size, "model": self.network.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "process_rng": distributed.gather_objects(own, self.ranks),
+                "global_rng": global_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (before the first step: the constructor does it when given ``state``)."""
+        if state["world_size"] != self.ranks.world_size:
+            raise UserError(f"this run was trained by {state['world_size']} process(es) and is resumed by "
+                            f"{self.ranks.world_size}; resume it with --nproc_per_node={state['world_size']} (in total)")
+        self.network.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        own = state["process_rng"][self.ranks.rank]
+        self.batches.load_state_dict(own["data"])
+        self.mixer.load_state_dict(own["mixer"])
+        restore_global_rng_state(state["global_rng"])
+
+
+def uses_fused_sgd(trainer: DictConfig) -> bool:
+    """``trainer.fused_sgd``: ``auto`` is on exactly when CUDA graphs need it."""
+    return bool(trainer.cuda_graphs) if trainer.fused_sgd == "auto" else bool(trainer.fused_sgd)
+
+
+def all_finite(module: torch.nn.Module) -> bool:
+    """Whether every floating parameter and buffer is finite: one fused reduction, one host sync.
+
+    The largest magnitude of each tensor (``foreach`` inf-norm) is NaN or inf exactly when the
+    tensor holds one, and cannot overflow as a sum of squares would.
+    """
+    tensors = [t for t in itertools.chain(module.parameters(), module.buffers()) if t.is_floating_point()]
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all())
+
+
+def global_rng_state() -> dict:
+    """The process-wide generators (used by e.g. dropout), to restore on resume."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_global_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
