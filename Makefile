@@ -24,7 +24,7 @@ test: $(STAMP)
 # The three regimes on the embedded digits data, one Hydra multirun, then their comparison.
 quickstart: $(STAMP)
 	$(BIN)/mmx train -m mixup=none,input,manifold trainer.progress=false hydra.sweep.dir=$(QUICKSTART_DIR)
-	$(BIN)/python scripts/compare_runs.py $(QUICKSTART_DIR)
+	$(BIN)/mmx tables $(QUICKSTART_DIR) --brief
 
 # results/digits: the three regimes x five seeds on digits (deterministic CPU runs, about 15 minutes
 # on 2 cores), each evaluated by mmx eval (best checkpoint; FGSM and PGD-10 up to epsilon 0.2, as

@@ -3,7 +3,7 @@
 Both paths train the same network on the same device in one process. The reference path is the
 public code's way: fp32, eager, a torchvision DataLoader with PIL transforms (RandomCrop(32,
 padding=4), RandomHorizontalFlip, ToTensor, Normalize) and 2 workers, lam drawn on the host, BCE
-of the softmax. The other paths are mmx's own training step (``mmx.train.train_one_epoch``): uint8
+of the softmax. The other paths are mmx's own training step (``mmx.trainer.Trainer.train_epoch``): uint8
 data on the device, augmentation in batch, bf16 autocast and channels_last on GPUs; eager
 (``fast``), ``compiled`` (``trainer.compile``), ``graphs`` (``trainer.cuda_graphs``) or both. Each
 timing is the median of repeats after a warm-up (long enough for every mixing point's graph to be
@@ -22,17 +22,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from mmx.distributed import Ranks
+from mmx.config import compose_train
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
 from mmx.losses import softmax_bce
 from mmx.mixing import mix
+from mmx.parts import device_name
 from mmx.step import compiled_graphs
-from mmx.train import build_step, setup, train_one_epoch
+from mmx.trainer import Trainer
 
 
 def synchronize(device: torch.device) -> None:
@@ -75,19 +75,19 @@ class PilImages(Dataset):
                                               else self.images[i])), self.labels[i]
 
 
-def reference_steps(s, cfg, loader_iter, steps: int) -> float:
+def reference_steps(trainer: Trainer, cfg, loader_iter, steps: int) -> float:
     """The public code's step, ``steps`` times; returns seconds (device synchronised)."""
-    network, optimizer, device = s.network, s.optimizer, s.device
-    layers = list(cfg.mixup.layers) if cfg.mixup.name != "none" else []
+    network, optimizer, device = trainer.network, trainer.optimizer, trainer.device
+    points = list(cfg.mixup.points) if cfg.mixup.name != "none" else []
     network.train()
     start = time.perf_counter()
     for _ in range(steps):
         images, labels = next(loader_iter)
         images, labels = images.to(device), labels.to(device)
-        targets = F.one_hot(labels, s.data.num_classes).float()
+        targets = F.one_hot(labels, trainer.data.num_classes).float()
         hook = None
-        if layers:
-            point = random.choice(layers)
+        if points:
+            point = random.choice(points)
             lam = torch.tensor(float(np.random.beta(cfg.mixup.alpha, cfg.mixup.alpha)), device=device)
             perm = torch.randperm(len(images), device=device)
             targets = mix(targets, lam, perm)
@@ -124,46 +124,45 @@ def bench_one(model: str, regime: str, batch: int, path: str, args) -> dict:
     size = max(args.steps, args.warmup) * batch  # an epoch long enough for the warm-up and for each repeat
     overrides = [f"model={model}", f"mixup={regime}", f"batch_size={batch}", "dataset=synthetic",
                  f"dataset.source.train_size={size}", f"dataset.source.test_size={batch}",
-                 f"dataset.source.image_size={args.image_size}", f"trainer.device={args.device}",
+                 f"dataset.image_size={args.image_size}", f"trainer.device={args.device}",
                  "trainer.progress=false", *PATHS[path], *args.override]
-    with initialize_config_module("mmx.configs", version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    s = setup(cfg, Ranks())
+    cfg = compose_train(overrides)
+    trainer = Trainer(cfg)
     seconds, programs = [], {}
     if path != "reference":
-        step = build_step(s, cfg)
-        warmup = len(train_one_epoch(s, False, 0, max_steps=args.warmup)["step_losses"]) if args.warmup else 0
+        warmup = len(trainer.train_epoch(0, max_steps=args.warmup)["step_losses"]) if args.warmup else 0
         for _ in range(args.repeats):
-            seconds.append(train_one_epoch(s, False, 0, max_steps=args.steps)["train_seconds"])
-        programs = {"warmup_steps": warmup, "programs": len(step.forwards), "captured_graphs": len(step.graphs),
+            seconds.append(trainer.train_epoch(0, max_steps=args.steps)["train_seconds"])
+        programs = {"warmup_steps": warmup, "programs": len(trainer.step.forwards),
+                    "captured_graphs": len(trainer.step.graphs),
                     "compiled_graphs": compiled_graphs() if cfg.trainer.compile else 0}
     else:
         transform = transforms.Compose([
             transforms.RandomCrop(args.image_size, padding=cfg.dataset.crop_padding),
             transforms.RandomHorizontalFlip(), transforms.ToTensor(),
             transforms.Normalize(cfg.dataset.mean, cfg.dataset.std)])
-        images = s.data.train_images.cpu()
-        loader = DataLoader(PilImages(images, s.data.train_labels.cpu(), transform), batch_size=batch, shuffle=True,
-                            num_workers=args.workers, pin_memory=s.device.type == "cuda", drop_last=True,
-                            persistent_workers=args.workers > 0)
+        images = trainer.data.train_images.cpu()
+        loader = DataLoader(PilImages(images, trainer.data.train_labels.cpu(), transform), batch_size=batch,
+                            shuffle=True, num_workers=args.workers, pin_memory=trainer.device.type == "cuda",
+                            drop_last=True, persistent_workers=args.workers > 0)
         batches = endless(loader)
-        reference_steps(s, cfg, batches, args.warmup)
+        reference_steps(trainer, cfg, batches, args.warmup)
         for _ in range(args.repeats):
-            seconds.append(reference_steps(s, cfg, batches, args.steps))
-    flops = forward_flops(cfg.model, s.data.num_classes, (s.data.channels, args.image_size, args.image_size))
+            seconds.append(reference_steps(trainer, cfg, batches, args.steps))
+    flops = forward_flops(cfg.model, trainer.data.num_classes, (trainer.data.channels, args.image_size, args.image_size))
     median = statistics.median(seconds)
-    result = {"model": model, "regime": regime, "batch_size": batch, "path": path, "precision": s.precision,
+    result = {"model": model, "regime": regime, "batch_size": batch, "path": path, "precision": trainer.precision,
               "images_per_second": args.steps * batch / median, "seconds_per_step": median / args.steps,
               "train_gflop_per_image": TRAIN_STEP_FORWARDS * flops / 1e9,
               "repeats": [args.steps * batch / t for t in seconds], **programs}
-    release(s)
+    release(trainer)
     return result
 
 
-def release(s) -> None:
+def release(trainer: Trainer) -> None:
     """Free one configuration's model, data, graphs and compiled code before the next is built."""
-    device = s.device
-    s.__dict__.clear()
+    device = trainer.device
+    trainer.__dict__.clear()
     gc.collect()
     torch._dynamo.reset()
     if device.type == "cuda":
@@ -223,7 +222,7 @@ def main(argv: list[str]) -> int:
     peak = matmul_peak_tflops(device)
     for r in results:
         r["fraction_of_peak"] = r["images_per_second"] * r["train_gflop_per_image"] / (peak * 1e3)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    name = device_name(device)
     print(f"device: {name}; measured matmul peak {peak:.1f} TFLOP/s "
           f"({'bf16' if device.type == 'cuda' else 'fp32'}); torch {torch.__version__}")
     print(table(results))

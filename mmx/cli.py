@@ -1,12 +1,19 @@
-"""``mmx``: the command line. ``mmx train ...`` hands its arguments to Hydra."""
+"""``mmx``: the command line. ``mmx train ...`` is checked here, then handed to Hydra.
+
+Before Hydra creates anything, every job's config is composed and checked (a sweep's too), and the
+run's directory is claimed: created atomically under a name of its own (a suffix when two runs
+start in the same second), or, when named by the user or resumed, locked for the run's lifetime.
+A mistake therefore ends in one sentence, exit status 2, and no directory left behind.
+"""
 from __future__ import annotations
 
 import importlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
-from importlib import resources
+import time
 from pathlib import Path
 
 import hydra
@@ -14,8 +21,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from mmx.config import differing_keys, quote_paths
+from mmx.config import GROUPS, compose_train, finish, group_options, quote_paths
 from mmx.errors import UserError
+from mmx.run_dir import RunDir
 
 log = logging.getLogger("mmx")
 
@@ -23,39 +31,25 @@ COMMANDS = {"reproduce": "mmx.reproduce:main", "tables": "mmx.report.commands:ta
             "plot": "mmx.report.commands:plot_main", "bench": "mmx.bench:main",
             "eval": "mmx.evaluation.command:main", "spiral": "mmx.figures.spiral:main",
             "spectrum": "mmx.figures.spectrum:main"}
-GROUPS = ("dataset", "model", "mixup", "optim", "schedule", "recipe")
-
+HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
+               "--resolve", "--package", "-p", "--version")
 RANK = int(os.environ.get("RANK", 0))  # set by torchrun; only rank 0 writes a run directory
 
-
-def _run_dir(resume, fresh):
-    """A resumed run writes into its own directory; torchrun's other ranks get a scratch one
-    (train() replaces it by rank 0's)."""
-    if resume:
-        return resume
-    return fresh if RANK == 0 else os.path.join(tempfile.gettempdir(), f"mmx-rank{RANK}-{os.getppid()}")
-
-
-OmegaConf.register_new_resolver("mmx_run_dir", _run_dir, replace=True)
-# A resumed run keeps the .hydra/ of its first invocation; other ranks write none.
+# A resumed run keeps the .hydra/ of its first invocation; other ranks write none, and log nowhere.
 OmegaConf.register_new_resolver("mmx_hydra_subdir", lambda resume: None if resume or RANK else ".hydra", replace=True)
 OmegaConf.register_new_resolver("mmx_log_file", lambda path: path if RANK == 0 else os.devnull, replace=True)
 # Sweep subdirectories are named by their overrides; experiment names hold "/", which would nest them.
 OmegaConf.register_new_resolver("mmx_slug", lambda text: str(text).replace("/", "-"), replace=True)
 
-
-def group_options() -> dict[str, list[str]]:
-    """The options of each config group, read from the configs shipped with the package."""
-    root = resources.files("mmx.configs")
-    return {group: sorted(p.name[:-5] for p in root.joinpath(group).iterdir() if p.name.endswith(".yaml"))
-            for group in GROUPS}
+CREATED: list[Path] = []  # directories this invocation created: removed again if a mistake stops it early
 
 
 def usage() -> str:
-    groups = "\n".join(f"  {group:<9} {' | '.join(options)}" for group, options in group_options().items())
-    paper = resources.files("mmx.configs").joinpath("experiment/paper")
-    tables = "\n".join(f"  {t.name:<9} {len(list(t.iterdir()))} cells, e.g. {sorted(t.iterdir(), key=str)[0].name[:-5]}"
-                       for t in sorted(paper.iterdir(), key=str) if t.is_dir())
+    groups = "\n".join(f"  {group:<10} {' | '.join(group_options(group))}" for group in GROUPS if group != "experiment")
+    paper = [name for name in group_options("experiment") if name.startswith("paper/")]
+    tables = sorted({name.split("/")[1] for name in paper})
+    examples = "\n".join(f"  {t:<9} {sum(n.startswith(f'paper/{t}/') for n in paper)} cells, e.g. "
+                         f"{next(n for n in paper if n.startswith(f'paper/{t}/')).split('/')[-1]}" for t in tables)
     return f"""usage: mmx <command> [options]
 
 Manifold mixup experiments: train PreActResNets and WideResNets with no mixup, input mixup or
@@ -85,7 +79,7 @@ examples:
   mmx train --help                            # every group, option and default value
 
 paper recipes (mmx train experiment=paper/TABLE/CELL):
-{tables}
+{examples}
 """
 
 
@@ -93,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if argv[0] == "--version":
+        from importlib.metadata import version
+
+        print(f"mmx {version('mmx')}")
         return 0
     command, rest = argv[0], argv[1:]
     if command != "train" and command not in COMMANDS:
@@ -106,61 +105,142 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(importlib.import_module(module), function)(rest)
     except UserError as error:
         print(f"mmx: error: {error}", file=sys.stderr)
+        remove_unused(CREATED)
         return 2
 
 
-def run_train(overrides: list[str]) -> int:
-    """``mmx train OVERRIDES``: Hydra parses the overrides (and -m, --help, --cfg ...)."""
-    _check_resume_target(overrides)
-    sys.argv = ["mmx train", *quote_paths(overrides, ("resume",))]
-    train_command()
+def run_train(arguments: list[str]) -> int:
+    """``mmx train ARGS``: every job checked and its directory claimed, then Hydra runs it."""
+    if any(a in HYDRA_FLAGS or a.startswith(("--cfg=", "--shell-completion=")) for a in arguments) \
+            or any(a.startswith(("-sc", "--shell")) for a in arguments):
+        sys.argv = ["mmx train", *arguments]  # help, config printing and completion: Hydra's own
+        train_command()
+        return 0
+    multirun = any(a in ("-m", "--multirun") for a in arguments)
+    overrides = quote_paths([a for a in arguments if a not in ("-m", "--multirun")], ("resume", "hydra.run.dir"))
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    task = [o for o in parsed if not o.get_key_element().startswith("hydra")]
+    resume = next((o.value() for o in task if o.get_key_element() == "resume"), None)
+    explicit = {o.get_key_element(): o.value() for o in parsed if o.get_key_element().startswith("hydra.")}
+
+    jobs = expand(task) if multirun else [[o.input_line for o in task]]
+    for job in jobs:
+        if resume:
+            RunDir(resume).check_resumable()
+        compose_train([o for o in job if not o.startswith("resume=")])
+
+    if RANK:  # torchrun's other processes: a scratch folder; train() takes rank 0's directory
+        scratch = Path(tempfile.gettempdir()) / f"mmx-rank{RANK}-{os.getppid()}"
+        return hand_to_hydra(arguments, [f"hydra.run.dir={scratch}"])
+    if multirun:
+        sweep = claim_sweep(explicit.get("hydra.sweep.dir"))
+        swept = sorted({o.get_key_element() for o in task if o.is_sweep_override()})
+        kept = [o.get_key_element() for o in task if o.get_key_element() not in swept]
+        extra = [f"hydra.sweep.dir={sweep.path}",
+                 f"hydra.job.config.override_dirname.exclude_keys=[{','.join(kept)}]"]
+        with sweep.locked():
+            return hand_to_hydra(arguments, extra)
+    run = RunDir(resume) if resume else claim_run(explicit.get("hydra.run.dir"), jobs[0])
+    with run.locked():
+        return hand_to_hydra(arguments, [f"hydra.run.dir='{run.path}'"])
+
+
+def expand(task_overrides) -> list[list[str]]:
+    """Every job of a sweep, as the list of overrides Hydra's basic sweeper will give it."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    return [job for batch in BasicSweeper.split_arguments(task_overrides, None) for job in batch]
+
+
+def claim_run(explicit: str | None, overrides: list[str]) -> RunDir:
+    """A fresh run's directory: the one named by ``hydra.run.dir`` (refused if it holds a run), or
+    ``runs/DATE/TIME_DATASET_MODEL_MIXUP`` created atomically, with a suffix if another run has it."""
+    if explicit:
+        run = RunDir(explicit)
+        if run.is_run() or run.checkpoint_path("last").exists():
+            raise UserError(f"{run.path} already holds a run; continue it with resume={run.path} or choose another "
+                            f"hydra.run.dir")
+        if not run.path.exists():
+            run.path.mkdir(parents=True)
+            CREATED.append(run.path)
+        return run
+    cfg = compose_train(overrides)
+    stamp = time.strftime("%Y-%m-%d/%H-%M-%S")
+    return RunDir(create_unique(Path("runs") / f"{stamp}_{cfg.dataset.name}_{cfg.model.name}_{cfg.mixup.name}"))
+
+
+def claim_sweep(explicit: str | None) -> RunDir:
+    """A sweep's folder: the one named by ``hydra.sweep.dir`` if it holds no runs yet, or a fresh
+    ``runs/multirun/DATE/TIME`` created atomically."""
+    if explicit:
+        path = Path(explicit)
+        if path.exists() and any(p.name == "config.yaml" for p in path.rglob("config.yaml")):
+            raise UserError(f"{path} already holds the runs of a sweep; choose another hydra.sweep.dir (or resume its "
+                            f"runs one by one with resume=)")
+        if not path.exists():
+            path.mkdir(parents=True)
+            CREATED.append(path)
+        return RunDir(path)
+    return RunDir(create_unique(Path("runs") / "multirun" / time.strftime("%Y-%m-%d/%H-%M-%S")))
+
+
+def create_unique(path: Path) -> Path:
+    """Create ``path`` (or ``path-2``, ``path-3``, ...) atomically: two processes never get the same one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = path, 1
+    while True:
+        try:
+            candidate.mkdir()
+            CREATED.append(candidate)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.name}-{n}")
+
+
+def remove_unused(paths: list[Path]) -> None:
+    """Delete directories this invocation created that hold no run (a mistake stopped it before its first epoch)."""
+    for path in reversed(paths):
+        if path.exists() and not any(p.name in ("config.yaml", "last.pt") for p in path.rglob("*")):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def hand_to_hydra(arguments: list[str], extra: list[str]) -> int:
+    given = [a for a in arguments if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    sys.argv = ["mmx train", *quote_paths(given, ("resume",)), *extra]
+    try:
+        train_command()
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            remove_unused(CREATED)
+            return int(stop.code) if isinstance(stop.code, int) else 1
     return 0
-
-
-def _check_resume_target(overrides: list[str]) -> None:
-    """Fail before Hydra creates anything when ``resume=`` names no resumable run."""
-    for override in overrides:
-        if override.startswith("resume="):
-            run_dir = Path(override.split("=", 1)[1].strip("'\""))
-            if not (run_dir / "config.yaml").is_file():
-                raise UserError(f"cannot resume {run_dir}: it is not an mmx run directory (no config.yaml); "
-                                f"pass the directory a previous `mmx train` printed")
-            if not (run_dir / "checkpoints" / "last.pt").is_file():
-                raise UserError(f"cannot resume {run_dir}: it has no checkpoints/last.pt (it stopped before its "
-                                f"first epoch ended); start it again without resume=")
 
 
 @hydra.main(config_path="pkg://mmx.configs", config_name="train", version_base="1.3")
 def train_command(cfg: DictConfig) -> None:
     from mmx.train import train  # heavy imports (torch) after Hydra has parsed --help and friends
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run = RunDir(hydra_cfg.runtime.output_dir)
     try:
+        cfg = finish(cfg, hydra_cfg.runtime.choices.get("experiment"))
         resume = bool(cfg.resume)
         if resume:
-            cfg = _saved_config(cfg, run_dir)
-        elif RANK == 0 and (run_dir / "checkpoints" / "last.pt").exists():
-            raise UserError(f"{run_dir} already holds a run; continue it with resume={run_dir} or choose another "
-                            f"hydra.run.dir")
-        summary = train(cfg, run_dir, resume=resume)
+            keys = [o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task]
+            # every process reads the run's own config (torchrun's other ranks run in a scratch folder)
+            cfg = RunDir(cfg.resume).config_for_resume(cfg, [k for k in keys if k != "resume" and not k.startswith("hydra")])
+        summary = train(cfg, run.path, resume=resume)
     except UserError as error:
         print(f"mmx: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        last = run.checkpoint_path("last")
+        where = (f"the last checkpoint is {last}; continue with `mmx train resume={run.path}`" if last.exists()
+                 else "no epoch had finished, so there is no checkpoint")
+        print(f"mmx: interrupted; {where}", file=sys.stderr)
+        sys.exit(130)
     final, best = summary["final"], summary["best"]
     if final:
         log.info("done: final test acc %.2f%% (NLL %.4f, ECE %.4f); best %.2f%% at epoch %d; %s",
-                 final["acc"], final["nll"], final["ece"], best["acc"], best["epoch"], run_dir)
-
-
-def _saved_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
-    """The config a run was started with; overrides given now must agree with it."""
-    saved = OmegaConf.load(run_dir / "config.yaml")
-    parsed = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
-    keys = [o.key_or_group for o in parsed if o.key_or_group != "resume" and not o.key_or_group.startswith("hydra")]
-    differences = differing_keys(saved, cfg, keys)
-    if differences:
-        shown = ", ".join(f"{k} ({OmegaConf.select(saved, k)} -> {OmegaConf.select(cfg, k)})" for k in differences[:6])
-        more = f" and {len(differences) - 6} more" if len(differences) > 6 else ""
-        raise UserError(f"cannot resume {run_dir}: its config differs in {shown}{more}; drop those overrides to "
-                        f"continue it as it was started, or start a new run")
-    return saved
+                 final["acc"], final["nll"], final["ece"], best["acc"], best["epoch"], run.path)

@@ -4,16 +4,12 @@ from __future__ import annotations
 import argparse
 from importlib import resources
 
-from hydra import compose, initialize_config_module
 
+from mmx.config import compose_train
 from mmx.errors import UserError
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
 
 # Training images per dataset, to estimate cost without loading the data.
-TRAIN_IMAGES = {"digits": 1437, "cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "tinyimagenet": 100_000}
-IMAGE_SHAPE = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "svhn": (3, 32, 32),
-               "tinyimagenet": (3, 64, 64)}
-NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "svhn": 10, "tinyimagenet": 200}
 DEFAULT_TFLOPS = 30.0
 
 
@@ -33,17 +29,16 @@ def estimate(experiments: list[str], overrides: list[str], seeds: int, tflops: f
     """One line per recipe with its GPU-hours at ``tflops`` sustained, and the total."""
     lines = [f"{'recipe':<58} {'epochs':>6} {'GFLOP/img':>9} {'GPU-h/seed':>10}"]
     total = 0.0
-    with initialize_config_module("mmx.configs", version_base="1.3"):
-        for experiment in experiments:
-            cfg = compose("train", overrides=[f"experiment={experiment}", *overrides])
-            dataset = cfg.dataset.name
-            images = TRAIN_IMAGES[dataset]
-            if cfg.dataset.labels_per_class:
-                images = cfg.dataset.labels_per_class * NUM_CLASSES[dataset]
-            flops = forward_flops(cfg.model, NUM_CLASSES[dataset], IMAGE_SHAPE[dataset])
-            hours = cfg.epochs * images * TRAIN_STEP_FORWARDS * flops / (tflops * 1e12) / 3600
-            total += hours * seeds
-            lines.append(f"{experiment:<58} {cfg.epochs:>6} {flops / 1e9:>9.3f} {hours:>10.1f}")
+    for experiment in experiments:
+        cfg = compose_train([f"experiment={experiment}", *overrides])
+        data = cfg.dataset  # the release's facts: no data is loaded for an estimate
+        images = data.train_images
+        if data.labels_per_class:  # an upper bound: classes smaller than the cap keep fewer
+            images = min(images, data.labels_per_class * data.num_classes)
+        flops = forward_flops(cfg.model, data.num_classes, (data.channels, data.image_size, data.image_size))
+        hours = cfg.epochs * images * TRAIN_STEP_FORWARDS * flops / (tflops * 1e12) / 3600
+        total += hours * seeds
+        lines.append(f"{experiment:<58} {cfg.epochs:>6} {flops / 1e9:>9.3f} {hours:>10.1f}")
     lines.append(f"total for {len(experiments)} recipes x {seeds} seeds: about {total:,.0f} GPU-hours, assuming "
                  f"{tflops:g} TFLOP/s sustained per GPU (roughly an eager bf16 PreActResNet18 step at batch 100 on "
                  f"an H100; pass --tflops with your measured rate)")

@@ -168,6 +168,32 @@ class RunDir:
                             f"ended); pass a run that finished at least one epoch")
         return load_checkpoint(path)
 
+    # --- resuming ------------------------------------------------------------------------------
+
+    def check_resumable(self) -> None:
+        """Fail before anything starts when this folder holds no run that can be continued."""
+        if not self.is_run():
+            raise UserError(f"cannot resume {self.path}: it is not an mmx run directory (no {CONFIG}); pass the "
+                            f"directory a previous `mmx train` printed")
+        self.read_config()
+        if not self.checkpoint_path("last").is_file():
+            raise UserError(f"cannot resume {self.path}: it has no {CHECKPOINTS}/last.pt (it stopped before its first "
+                            f"epoch ended); start it again without resume=")
+
+    def config_for_resume(self, current: DictConfig, overridden: list[str]) -> DictConfig:
+        """The config the run was started with; the keys given again now must keep their values."""
+        from mmx.config import differing_keys
+
+        saved = self.read_config()
+        differences = differing_keys(saved, current, overridden)
+        if differences:
+            shown = ", ".join(f"{k} ({OmegaConf.select(saved, k)} -> {OmegaConf.select(current, k)})"
+                              for k in differences[:6])
+            more = f" and {len(differences) - 6} more" if len(differences) > 6 else ""
+            raise UserError(f"cannot resume {self.path}: its config differs in {shown}{more}; drop those overrides to "
+                            f"continue it as it was started, or start a new run")
+        return saved
+
     # --- a live run's claim on the folder -------------------------------------------------------
 
     @contextlib.contextmanager
@@ -175,8 +201,13 @@ class RunDir:
         """Hold the folder's lock while training in it; the system drops it when the process ends.
 
         A second process (a resume of a live run, or two runs sent to one folder) is refused in one
-        sentence naming the holder; a lock left by a dead process does not block.
+        sentence naming the holder; a lock left by a dead process does not block. Within one process
+        the lock is re-entrant (the command line takes it before Hydra starts, the trainer again).
         """
+        key = self.path.resolve()
+        if key in _HELD:
+            yield
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         handle = open(self.lock_path, "a+")
         try:
@@ -192,9 +223,14 @@ class RunDir:
             handle.truncate()
             handle.write(f"process {os.getpid()} on {os.uname().nodename}\n")
             handle.flush()
+            _HELD.add(key)
             yield
         finally:
+            _HELD.discard(key)
             handle.close()
+
+
+_HELD: set[Path] = set()  # folders whose lock this process holds
 
 
 class MetricsLog:

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from mmx.errors import UserError
 from mmx.mixing import MixDraw
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -25,6 +26,29 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def check_graph_settings(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+                         precision: str, compile_mode: str | None) -> None:
+    """What a CUDA-graph step cannot replay, refused in one sentence before anything is captured."""
+    if compile_mode in ("reduce-overhead", "max-autotune"):
+        raise UserError(f"trainer.compile_mode={compile_mode} makes CUDA graphs of its own, which cannot nest in "
+                        f"trainer.cuda_graphs; use trainer.compile_mode=default or drop trainer.cuda_graphs")
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise UserError(f"trainer.cuda_graphs=true replays torch.optim.SGD updates only, not {type(optimizer).__name__}; "
+                        f"use optim=sgd or drop trainer.cuda_graphs")
+    if not isinstance(optimizer.param_groups[0]["lr"], torch.Tensor):
+        raise UserError("trainer.cuda_graphs=true needs the fused SGD that reads its lr from a device tensor (a graph "
+                        "would freeze a Python lr); drop trainer.fused_sgd=false")
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        raise UserError("trainer.cuda_graphs=true runs in one process, but this run has several; drop it under "
+                        "torchrun (trainer.compile=true works there)")
+    if precision == "fp16":
+        raise UserError("trainer.cuda_graphs=true cannot replay fp16's loss scaling (it syncs with the host every "
+                        "step); use trainer.precision=bf16 or fp32")
+    if device.type != "cuda":
+        raise UserError(f"trainer.cuda_graphs=true needs a CUDA device, but this run is on {device.type}; drop it "
+                        f"(trainer.compile=true works on the CPU)")
+
+
 def capturable_sgd(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
     """Make an SGD optimiser fused, with its learning rate in a device tensor (``trainer.fused_sgd``).
 
@@ -34,7 +58,8 @@ def capturable_sgd(optimizer: torch.optim.Optimizer, device: torch.device) -> No
     update equals the foreach one up to float rounding (about 1e-7 relative), not bit for bit.
     """
     if not isinstance(optimizer, torch.optim.SGD):
-        raise TypeError(f"the fused tensor-lr step supports torch.optim.SGD, not {type(optimizer).__name__}")
+        raise UserError(f"trainer.fused_sgd fuses torch.optim.SGD only, not {type(optimizer).__name__}; use optim=sgd "
+                        f"or set trainer.fused_sgd=false")
     for group in optimizer.param_groups:
         group["lr"] = torch.tensor(float(group["lr"]), device=device)
         group["fused"], group["foreach"] = True, False
@@ -86,6 +111,8 @@ class TrainStep:
         self.loss_fn, self.num_classes = loss_fn, num_classes
         self.device, self.precision = device, precision
         self.compile = dict(mode=compile_mode, backend=compile_backend, dynamic=False) if compile else None
+        if cuda_graphs:
+            check_graph_settings(model, optimizer, device, precision, compile_mode if compile else None)
         if compile:
             reset_compiler(programs)
         self.cuda_graphs = cuda_graphs

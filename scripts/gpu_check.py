@@ -268,30 +268,25 @@ def digits_overrides(cuda: bool) -> list[str]:
 
 
 def train(overrides: list[str], epochs: int) -> dict:
-    """Train digits for ``epochs`` through mmx's own parts; per-step losses, per-epoch lr, final state."""
+    """Train digits for ``epochs`` through mmx's own Trainer; per-step losses, per-epoch lr, final state."""
     import torch
-    from hydra import compose, initialize_config_module
 
-    from mmx.distributed import Ranks
-    from mmx.train import build_step, evaluate, setup, train_one_epoch
+    from mmx.config import compose_train
+    from mmx.trainer import Trainer
 
-    with initialize_config_module("mmx.configs", version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, f"epochs={epochs}"])
-    s = setup(cfg, Ranks())
-    step = build_step(s, cfg)
+    trainer = Trainer(compose_train([*overrides, f"epochs={epochs}"]))
     steps, epoch_losses, lrs, accuracy = [], [], [], None
     for epoch in range(1, epochs + 1):
-        lrs.append(float(s.optimizer.param_groups[0]["lr"]))
-        stats = train_one_epoch(s, False, epoch)
-        s.scheduler.step()
+        lrs.append(trainer.lr)
+        stats = trainer.train_epoch(epoch)
         steps += stats["step_losses"]
         epoch_losses.append(stats["train_loss"])
-        accuracy = evaluate(s, 1000)["acc"]
-    params = torch.cat([p.detach().float().flatten() for p in s.network.parameters()]).cpu()
-    first_bn = next(m for m in s.network.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        accuracy = trainer.evaluate()["acc"]
+    params = torch.cat([p.detach().float().flatten() for p in trainer.network.parameters()]).cpu()
+    first_bn = next(m for m in trainer.network.modules() if isinstance(m, torch.nn.BatchNorm2d))
     return {"step_losses": steps, "epoch_losses": epoch_losses, "lrs": lrs, "test_acc": accuracy, "params": params,
-            "bn_batches": int(first_bn.num_batches_tracked), "graphs": sorted(map(str, step.graphs)),
-            "programs": len(step.forwards), "setup": s, "step": step, "cfg": cfg}
+            "bn_batches": int(first_bn.num_batches_tracked), "graphs": sorted(map(str, trainer.step.graphs)),
+            "programs": len(trainer.step.forwards), "trainer": trainer}
 
 
 def max_difference(a, b) -> float:
@@ -309,7 +304,7 @@ def part_graphs(cuda: bool) -> dict:
 
     On a CPU: the fused tensor-lr SGD (what graphs replay) against the default foreach SGD.
     """
-    base = [*digits_overrides(cuda), "mixup=manifold", "mixup.layers=[0,1,2]", "trainer.precision=fp32",
+    base = [*digits_overrides(cuda), "mixup=manifold", "mixup.points=[0,1,2]", "trainer.precision=fp32",
             "trainer.deterministic=true", "schedule.milestones=[2]"]
     eager = train(base, 3)
     fused = train([*base, "trainer.fused_sgd=true"], 3)
@@ -337,7 +332,7 @@ def part_graphs(cuda: bool) -> dict:
               relative(graphs["epoch_losses"][0], eager["epoch_losses"][0]), 1e-3,
               relative(graphs["epoch_losses"][0], eager["epoch_losses"][0]) <= 1e-3),
     ]
-    smoke = smoke_run([*digits_overrides(cuda), "mixup=manifold", "mixup.layers=[0,1,2]", "trainer.cuda_graphs=true"])
+    smoke = smoke_run([*digits_overrides(cuda), "mixup=manifold", "mixup.points=[0,1,2]", "trainer.cuda_graphs=true"])
     checks.append(check("smoke run with graphs: points captured", smoke, "[0, 1, 2]", smoke == [0, 1, 2]))
     return outcome(checks, steps=total_steps)
 
@@ -347,7 +342,7 @@ def smoke_run(overrides: list[str]) -> list:
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        subprocess.run([sys.executable, "-m", "mmx", "train", *overrides, "smoke=true", f"hydra.run.dir={folder}/run"],
+        subprocess.run([sys.executable, "-m", "mmx", "train", *overrides, "smoke=on", f"hydra.run.dir={folder}/run"],
                        check=True, cwd=folder)
         return json.loads(Path(folder, "run", "summary.json").read_text())["captured_points"]
 
@@ -361,7 +356,7 @@ def part_compile(cuda: bool) -> dict:
     """torch.compile (and compile + graphs on a GPU) against eager: same epoch-1 loss, one graph per point."""
     base = [*digits_overrides(cuda), "trainer.precision=fp32", "trainer.deterministic=true", "schedule.milestones=[]"]
     # A CPU compiles slowly: one mixing point there, three on a GPU.
-    base += ["mixup=manifold", "mixup.layers=[0,1,2]"] if cuda else ["mixup=input"]
+    base += ["mixup=manifold", "mixup.points=[0,1,2]"] if cuda else ["mixup=input"]
     eager = train(base, 1)
     checks = []
     variants = {"compile": ["trainer.compile=true"]}
@@ -389,15 +384,13 @@ def part_bf16(cuda: bool) -> dict:
     for name, extra in (("eager", []), ("graphs", ["trainer.cuda_graphs=true"])):
         run = train([*base, *extra], 10)
         checks.append(check(f"bf16 {name}: test accuracy after 10 epochs (%)", run["test_acc"], 90, run["test_acc"] >= 90))
-        s, step = run["setup"], run["step"]
+        trainer = run["trainer"]
         steps = 0
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         try:
-            for images, labels in s.batches:
-                if s.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                step(images, labels, s.mixer.draw(len(images)))
+            for images, labels in trainer.batches:
+                trainer.step(images, labels, trainer.mixer.draw(len(images)))
                 steps += 1
                 if steps == 20:
                     break

@@ -51,7 +51,7 @@ def test_metrics_csv_has_one_well_formed_row_per_epoch(digits_run):
 
 def test_summary_json(digits_run):
     s = json.loads((digits_run / "summary.json").read_text())
-    assert (s["dataset"], s["model"], s["mixup"], s["alpha"], s["layers"]) == ("digits", "preactresnet18", "manifold", 2.0, [0, 1, 2])
+    assert (s["dataset"], s["model"], s["mixup"], s["alpha"], s["points"]) == ("digits", "preactresnet18", "manifold", 2.0, [0, 1, 2])
     assert (s["seed"], s["epochs"], s["finished"]) == (0, 3, True)
     rows = read_rows(digits_run)
     assert s["final"]["epoch"] == 3 and s["final"]["acc"] == pytest.approx(float(rows[-1]["test_acc"]))
@@ -94,12 +94,12 @@ def test_multirun_over_alpha_gives_one_run_per_value(tmp_path):
     assert all(s["finished"] for s in summaries)
 
 
-@pytest.mark.parametrize("regime, layers", [("none", []), ("input", [0])])
-def test_other_regimes_and_bce_loss_train(tmp_path, regime, layers):
+@pytest.mark.parametrize("regime, points", [("none", []), ("input", [0])])
+def test_other_regimes_and_bce_loss_train(tmp_path, regime, points):
     result = run_mmx(["train", *TINY, f"mixup={regime}", "loss=bce", "epochs=1", "schedule.milestones=[]", "hydra.run.dir=run"], tmp_path)
     assert result.returncode == 0, result.stderr
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert s["mixup"] == regime and s["layers"] == layers and s["loss"] == "bce"
+    assert s["mixup"] == regime and s["points"] == points and s["loss"] == "bce"
 
 
 def test_wide_resnet_and_cosine_schedule_train(tmp_path):
@@ -120,7 +120,7 @@ def test_bf16_autocast_and_channels_last_paths_run_on_the_cpu(tmp_path):
 
 
 def test_smoke_mode_runs_two_steps_of_one_epoch_of_any_config(tmp_path):
-    result = run_mmx(["train", *TINY, "smoke=true", "hydra.run.dir=run"], tmp_path)  # 30-epoch default
+    result = run_mmx(["train", *TINY, "smoke=on", "hydra.run.dir=run"], tmp_path)  # 30-epoch default
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["smoke"] is True and summary["epochs"] == 1 and summary["finished"]

@@ -138,7 +138,7 @@ def test_brier_and_reliability_bins_by_hand():
 def test_mistakes_are_one_sentence_errors(evaluated, tmp_path):
     run = evaluated[0]
     assert_one_sentence_error(run_mmx(["eval"], tmp_path), "no run given; pass run=RUN_DIR")
-    assert_one_sentence_error(run_mmx(["eval", f"run={tmp_path}"], tmp_path), "has no config.yaml")
+    assert_one_sentence_error(run_mmx(["eval", f"run={tmp_path}"], tmp_path), "is not an mmx run directory")
     assert_one_sentence_error(run_mmx(["eval", f"run={run}", "checkpoint=middle"], tmp_path), "checkpoint=middle")
     assert_one_sentence_error(run_mmx(["eval", f"run={run}", "ood.set=synthetic"], tmp_path),
                               "ood.set=synthetic has images of shape (3, 32, 32)")

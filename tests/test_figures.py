@@ -37,7 +37,7 @@ def test_the_papers_mlps_have_their_layer_counts_and_bottlenecks():
     assert [m.out_features for m in linears] == [1024] * 3 + [12] + [1024] * 4 + [10]
     seen = {}
     mnist_net(torch.randn(2, 1, 28, 28), at_point=lambda k, h: seen.setdefault(k, h.shape) and h)
-    assert seen[1] == (2, 12) and mnist_net.mix_points == 2
+    assert seen[1] == (2, 12) and mnist_net.num_points == 2
 
 
 def test_class_spectra_see_rank_one_classes_as_flat():

@@ -1,5 +1,6 @@
 """A regular (non-editable) install runs ``mmx train`` from any directory: the configs ship inside."""
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -10,8 +11,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_install_into_a_fresh_venv_trains_from_another_directory(tmp_path):
+    source = tmp_path / "source"  # the tracked files only: a stale build/ in the checkout must not leak in
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard"],
+                             check=True, capture_output=True, text=True).stdout.split()
+    for name in tracked:
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(REPO)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(source)],
                    check=True, capture_output=True, timeout=600)
     wheel = next(wheels.glob("mmx-*.whl"))
     with zipfile.ZipFile(wheel) as archive:

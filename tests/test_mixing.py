@@ -48,7 +48,7 @@ def test_targets_are_mixed_with_the_same_lam_and_perm_and_sum_to_one():
 
 
 def test_only_eligible_points_are_drawn_and_each_of_them_is():
-    mixer = Mixer("manifold", 2.0, [0, 2, 3], torch.device("cpu"), seed=1)
+    mixer = Mixer("manifold", 2.0, [0, 2, 3], num_points=4, device=torch.device("cpu"), seed=1)
     points = [mixer.draw(8).point for _ in range(300)]
     assert set(points) == {0, 2, 3}
     counts = [points.count(k) for k in (0, 2, 3)]
@@ -56,13 +56,13 @@ def test_only_eligible_points_are_drawn_and_each_of_them_is():
 
 
 def test_input_mixup_only_mixes_the_input_and_none_never_mixes():
-    assert {Mixer("input", 1.0, [0], torch.device("cpu"), 0).draw(4).point for _ in range(20)} == {0}
-    assert Mixer("none", 0.0, [0, 1], torch.device("cpu"), 0).draw(4) is None
+    assert {Mixer("input", 1.0, [0], num_points=4, device=torch.device("cpu"), seed=0).draw(4).point for _ in range(20)} == {0}
+    assert Mixer("none", 0.0, [0, 1], num_points=4, device=torch.device("cpu"), seed=0).draw(4) is None
 
 
 @pytest.mark.parametrize("alpha", [0.2, 1.0, 2.0])
 def test_lam_follows_beta_alpha_alpha(alpha):
-    mixer = Mixer("manifold", alpha, [0], torch.device("cpu"), seed=3)
+    mixer = Mixer("manifold", alpha, [0], num_points=4, device=torch.device("cpu"), seed=3)
     lams = torch.stack([mixer.draw(4).lam for _ in range(4000)])
     assert ((lams >= 0) & (lams <= 1)).all()
     assert abs(lams.mean().item() - 0.5) < 0.03
@@ -71,16 +71,16 @@ def test_lam_follows_beta_alpha_alpha(alpha):
 
 
 def test_permutation_is_a_permutation_of_the_batch():
-    draw = Mixer("manifold", 2.0, [0, 1, 2], torch.device("cpu"), seed=0).draw(17)
+    draw = Mixer("manifold", 2.0, [0, 1, 2], num_points=4, device=torch.device("cpu"), seed=0).draw(17)
     assert sorted(draw.perm.tolist()) == list(range(17))
 
 
 def test_generator_state_round_trip_repeats_the_draws():
-    mixer = Mixer("manifold", 2.0, [0, 1, 2], torch.device("cpu"), seed=5)
+    mixer = Mixer("manifold", 2.0, [0, 1, 2], num_points=4, device=torch.device("cpu"), seed=5)
     mixer.draw(8)
     state = mixer.state_dict()
     first = [mixer.draw(8) for _ in range(5)]
-    other = Mixer("manifold", 2.0, [0, 1, 2], torch.device("cpu"), seed=99)
+    other = Mixer("manifold", 2.0, [0, 1, 2], num_points=4, device=torch.device("cpu"), seed=99)
     other.load_state_dict(state)
     second = [other.draw(8) for _ in range(5)]
     for a, b in zip(first, second):

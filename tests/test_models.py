@@ -37,9 +37,19 @@ def test_models_take_any_input_size(make, size):
     assert model(torch.randn(2, 1, size, size)).shape == (2, 7)
 
 
-def test_stem_stride_two_halves_the_first_feature_map():
+@pytest.mark.parametrize("image_size, stage_one", [(8, 8), (32, 32), (64, 32), (224, 56)])
+def test_the_stem_follows_the_image_size(image_size, stage_one):
+    """auto: the 3x3 CIFAR stem up to 63x63, its stride-2 form from 64x64 (Tiny-ImageNet), ImageNet's from 128x128."""
+    for model in (PreActResNet(18, 10, image_size=image_size, width=4), WideResNet(10, 1, 10, image_size=image_size)):
+        seen = {}
+        model.eval()(torch.randn(1, 3, image_size, image_size), at_point=lambda k, h: seen.setdefault(k, h.shape) and h)
+        expected = stage_one if isinstance(model, PreActResNet) else image_size // (2 if image_size >= 64 else 1)
+        assert seen[1][-1] == expected and seen[0][-1] == image_size
+
+
+def test_an_explicit_stem_overrides_the_image_size():
     seen = {}
-    model = PreActResNet(18, 10, width=4, stem_stride=2).eval()
+    model = PreActResNet(18, 10, image_size=32, width=4, stem_stride=2).eval()
     model(torch.randn(1, 3, 64, 64), at_point=lambda k, h: seen.setdefault(k, h.shape) and h)
     assert seen[1][-1] == 32 and seen[0][-1] == 64
 
@@ -53,7 +63,7 @@ def test_mixing_points_are_input_then_stage_outputs(model):
         return h
 
     model.eval()(torch.randn(2, 3, 32, 32), at_point=record)
-    assert model.mix_points == 4
+    assert model.num_points == 4
     assert [k for k, _ in shapes] == [0, 1, 2, 3]
     assert shapes[0][1] == (2, 3, 32, 32)
     # stage 1 keeps the resolution, stages 2 and 3 halve it

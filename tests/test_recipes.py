@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+
+from mmx.config import compose_train
+from mmx.models.preact_resnet import stem_for
 
 from conftest import assert_one_sentence_error, run_mmx
 from fake_datasets import use_checksums, write_cifar, write_svhn, write_tiny_imagenet
@@ -40,8 +42,7 @@ def data_root(tmp_path_factory):
 
 
 def compose_recipe(recipe, *overrides):
-    with initialize_config_module("mmx.configs", version_base="1.3"):
-        return compose("train", overrides=[f"experiment={recipe}", *overrides])
+    return compose_train([f"experiment={recipe}", *overrides])
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -49,16 +50,16 @@ def test_recipe_has_the_papers_settings(recipe):
     cfg = compose_recipe(recipe)
     table = recipe.split("/")[1]
     assert cfg.experiment == recipe
-    assert (cfg.batch_size, cfg.loss, cfg.optim.lr, cfg.optim.momentum, cfg.optim.nesterov, cfg.optim.weight_decay) == \
+    assert (cfg.batch_size, cfg.loss.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.nesterov, cfg.optim.weight_decay) == \
         (100, "bce", 0.1, 0.9, True, 1e-4)
     assert cfg.epochs == (400 if cfg.model.name == "wrn28_10" else EXPECTED_EPOCHS[table])
     assert list(cfg.schedule.milestones) == {400: [200, 300], 1200: [400, 800], 2000: [1000, 1500]}[cfg.epochs]
     if table in ("table1", "table2"):
         assert cfg.mixup.alpha == {"none": 0.0, "input": 1.0, "manifold": 2.0}[cfg.mixup.name]
     if cfg.mixup.name == "input":
-        assert list(cfg.mixup.layers) == [0]
+        assert list(cfg.mixup.points) == [0]
     if cfg.dataset.name == "tinyimagenet":
-        assert cfg.model.stem_stride == 2
+        assert stem_for(cfg.dataset.image_size, cfg.model.stem, cfg.model.stem_stride) == ("cifar", 2)
         assert list(cfg.dataset.mean) == list(cfg.dataset.std) == [0.5, 0.5, 0.5]  # the public code's
     assert cfg.dataset.crop_padding == {"tinyimagenet": 4}.get(cfg.dataset.name, 2)  # CIFAR: the code's 2
     assert cfg.dataset.flip == (cfg.dataset.name != "svhn")
@@ -83,14 +84,13 @@ def test_public_code_length(recipe, epochs, milestones):
 
 def public_code_setup(data_root, monkeypatch, recipe, *overrides):
     """The parts a public_code run trains with, built on the generated files."""
-    from mmx.distributed import Ranks
-    from mmx.train import setup
+    from mmx.trainer import Trainer
 
     monkeypatch.setenv("MMX_DATA", str(data_root))
     for variant in ("cifar10", "cifar100", "svhn"):
         use_checksums(monkeypatch, data_root, variant)
     cfg = compose_recipe(recipe, "recipe=public_code", "trainer.progress=false", *overrides)
-    return cfg, setup(cfg, Ranks())
+    return cfg, Trainer(cfg)
 
 
 def test_public_code_pads_cifar_crops_by_2(data_root, monkeypatch):
@@ -108,13 +108,13 @@ def test_public_code_pads_cifar_crops_by_2(data_root, monkeypatch):
 
 
 def test_public_code_wrn_starts_from_pytorchs_default_init():
-    from mmx.train import build
+    from mmx.parts import create_model
 
     def convs(init):
         cfg = compose_recipe("paper/table1/cifar10_wrn28_10_none", "recipe=public_code", "model.depth=10",
                              "model.widen_factor=1", f"model.init={init}")
         torch.manual_seed(0)
-        return [m for m in build(cfg.model, num_classes=10, in_channels=3).modules() if isinstance(m, torch.nn.Conv2d)]
+        return [m for m in create_model(cfg.model, 10, 3, 32).modules() if isinstance(m, torch.nn.Conv2d)]
 
     assert compose_recipe("paper/table1/cifar10_wrn28_10_none", "recipe=public_code").model.init == "default"
     for conv in convs("default"):  # kaiming-uniform with a = sqrt(5): |w| and |b| <= 1 / sqrt(fan_in)
@@ -177,7 +177,7 @@ def test_every_recipe_runs_in_smoke_mode_on_generated_data(data_root, tmp_path, 
     for variant in ("cifar10", "cifar100", "svhn"):
         use_checksums(monkeypatch, data_root, variant)
     for recipe in RECIPES:
-        cfg = compose_recipe(recipe, "smoke=true", "batch_size=2", "trainer.eval_batch_size=2", "trainer.progress=false")
+        cfg = compose_recipe(recipe, "smoke=on", "batch_size=2", "trainer.eval_batch_size=2", "trainer.progress=false")
         run_dir = tmp_path / recipe.replace("/", "_")
         run_dir.mkdir()
         summary = train(cfg, run_dir)
@@ -216,7 +216,7 @@ with pytest.MonkeyPatch.context() as patch:
 
 def test_reproduce_runs_a_whole_table_as_one_multirun(data_root, tmp_path):
     script = REPRODUCE.format(tests=str(Path(__file__).parent), root=str(data_root))
-    args = ["reproduce", "table2", "seeds=2", "smoke=true", "batch_size=2", "trainer.eval_batch_size=2",
+    args = ["reproduce", "table2", "seeds=2", "smoke=on", "batch_size=2", "trainer.eval_batch_size=2",
             "trainer.progress=false", "model=preactresnet18", "hydra.sweep.dir=sweep"]
     # model=preactresnet18 keeps the test quick: it replaces each cell's model, as any override would
     result = subprocess.run([sys.executable, "-c", script, *args], cwd=tmp_path, capture_output=True, text=True,

@@ -12,14 +12,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_run(folder: Path, *, experiment=None, dataset="cifar10", model="preactresnet18", regime="manifold",
-             alpha=2.0, layers=(0, 1, 2), seed=0, epochs=4, done=4, best_error=3.0, final_error=3.2, nll=0.15,
+             alpha=2.0, points=(0, 1, 2), seed=0, epochs=4, done=4, best_error=3.0, final_error=3.2, nll=0.15,
              smoke=False) -> Path:
     """A run directory as `mmx train` writes it: config.yaml, metrics.csv and summary.json."""
     folder.mkdir(parents=True)
     config = {"experiment": experiment, "seed": seed, "epochs": epochs, "loss": "bce", "smoke": smoke,
               "dataset": {"name": dataset, "labels_per_class": None},
               "model": {"name": model}, "mixup": {"name": regime, "alpha": alpha if regime != "none" else 0.0,
-                                                  "layers": list(layers) if regime != "none" else []}}
+                                                  "points": list(points) if regime != "none" else []}}
     OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
     with open(folder / "metrics.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

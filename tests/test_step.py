@@ -4,12 +4,9 @@ import json
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from conftest import TINY, run_mmx
-from mmx.config import validate
 from mmx.errors import UserError
-from mmx.step import capturable_sgd
+from mmx.step import capturable_sgd, check_graph_settings
 
 DETERMINISTIC = [*TINY, "mixup=input", "epochs=2", "schedule.milestones=[]", "trainer.deterministic=true"]
 
@@ -60,35 +57,35 @@ def test_capturable_sgd_updates_as_the_foreach_sgd_and_follows_the_schedule():
     assert optimizers[1].param_groups[0]["fused"]
 
 
-def graph_config(**trainer):
-    return OmegaConf.create({
-        "mixup": {"name": "none"}, "epochs": 1, "schedule": {}, "batch_size": 10, "loss": "soft_ce",
-        "optim": {"_target_": "torch.optim.SGD"},
-        "trainer": {"sync_bn": False, "precision": "bf16", "compile": False, "compile_mode": "default",
-                    "cuda_graphs": True, "fused_sgd": "auto", **trainer}})
+def graph_step(optimizer=None, precision="bf16", compile_mode=None, device="cuda", ddp=False, tensor_lr=True):
+    """A TrainStep asked to replay CUDA graphs, with one setting changed; the check runs before any CUDA call."""
+    model = torch.nn.Linear(3, 2)
+    optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=0.1)
+    if tensor_lr and isinstance(optimizer, torch.optim.SGD):
+        capturable_sgd(optimizer, torch.device("cpu"))
+    if ddp:
+        model = torch.nn.parallel.DistributedDataParallel.__new__(torch.nn.parallel.DistributedDataParallel)
+    return check_graph_settings(model, optimizer, torch.device(device), precision, compile_mode)
 
 
-@pytest.mark.parametrize("change, kwargs, fragment", [
-    ({"precision": "fp16"}, {}, "cannot replay fp16's loss scaling"),
-    ({}, {"world_size": 2}, "runs in one process"),
-    ({"compile": True, "compile_mode": "max-autotune"}, {}, "cannot nest"),
-    ({"fused_sgd": False}, {}, "drop trainer.fused_sgd=false"),
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"precision": "fp16"}, "cannot replay fp16's loss scaling"),
+    ({"ddp": True}, "runs in one process"),
+    ({"compile_mode": "max-autotune"}, "cannot nest"),
+    ({"tensor_lr": False}, "drop trainer.fused_sgd=false"),
+    ({"device": "cpu"}, "needs a CUDA device"),
 ])
-def test_cuda_graph_settings_that_cannot_replay_are_rejected(change, kwargs, fragment):
+def test_cuda_graph_settings_that_cannot_replay_are_rejected(kwargs, fragment):
     with pytest.raises(UserError, match=fragment):
-        validate(graph_config(**change), mix_points=4, train_size=100, device_type="cuda", **kwargs)
-    cfg = graph_config()
-    cfg.optim._target_ = "torch.optim.Adam"
+        graph_step(**kwargs)
     with pytest.raises(UserError, match="torch.optim.SGD updates only"):
-        validate(cfg, mix_points=4, train_size=100, device_type="cuda")
-    validate(graph_config(), mix_points=4, train_size=100, device_type="cuda")  # the supported setting passes
+        graph_step(optimizer=torch.optim.Adam(torch.nn.Linear(3, 2).parameters()))
+    graph_step()  # the supported setting passes
 
 
 def test_fused_sgd_needs_sgd():
-    cfg = graph_config(cuda_graphs=False, fused_sgd=True)
-    cfg.optim._target_ = "torch.optim.Adam"
     with pytest.raises(UserError, match="fuses torch.optim.SGD only"):
-        validate(cfg, mix_points=4, train_size=100, device_type="cpu")
+        capturable_sgd(torch.optim.Adam(torch.nn.Linear(3, 2).parameters()), torch.device("cpu"))
 
 
 def test_a_run_with_the_fused_tensor_lr_sgd_logs_and_schedules_its_lr(tmp_path):

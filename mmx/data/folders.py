@@ -17,12 +17,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 
+from mmx.data.batches import process_slice
 from mmx.data.images import balanced_subset
 from mmx.errors import UserError
 
 
-def load_image_folders(root: str, train_transform, test_transform, workers: int = 8, train: str = "train",
-                       test: str = "val") -> "FolderSplits":
+def load_image_folders(root: str, train_transform, test_transform, workers: int = 8, image_size: int = 224,
+                       train: str = "train", test: str = "val") -> "FolderSplits":
     """``root/train/<class>/*`` and ``root/val/<class>/*`` as torchvision ImageFolders (ImageNet's usual layout).
 
     ImageNet is never downloaded: its licence requires fetching it yourself. torchvision's
@@ -39,7 +40,7 @@ def load_image_folders(root: str, train_transform, test_transform, workers: int 
     if train_set.classes != test_set.classes:
         raise UserError(f"{folders[0]} and {folders[1]} hold different classes ({len(train_set.classes)} vs "
                         f"{len(test_set.classes)}); both need the same class sub-folders")
-    return FolderSplits(train_set, test_set, len(train_set.classes), workers)
+    return FolderSplits(train_set, test_set, len(train_set.classes), workers, image_size)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class FolderSplits:
     test_set: Dataset
     num_classes: int
     workers: int
+    image_size: int  # what the transforms crop to
     channels: int = 3
     device: torch.device = torch.device("cpu")  # where batches go; the images stay on disk
 
@@ -70,16 +72,17 @@ class FolderSplits:
         return dataclasses.replace(self, device=device)
 
     def train_batches(self, batch_size: int, normalizer, *, crop_padding, flip, seed: int, rank: int = 0,
-                      world_size: int = 1) -> "LoaderBatches":
+                      world_size: int = 1, memory_format=torch.contiguous_format) -> "LoaderBatches":
         if crop_padding or flip:
             raise UserError("dataset.crop_padding and dataset.flip apply to in-memory datasets; augment image "
                             "folders through dataset.source.train_transform and set both to null")
-        return LoaderBatches(self.train_set, batch_size, normalizer, self.device, self.workers, seed, rank, world_size)
+        return LoaderBatches(self.train_set, batch_size, normalizer, self.device, self.workers, seed, rank, world_size,
+                             memory_format)
 
     def test_batches(self, first: int, last: int, batch_size: int, normalizer):
         loader = DataLoader(Subset(self.test_set, range(first, last)), batch_size=batch_size, num_workers=self.workers,
                             pin_memory=self.device.type == "cuda")
-        return _to_device(loader, self.device, normalizer)
+        return _to_device(loader, self.device, normalizer, torch.contiguous_format)
 
 
 def _targets(dataset: Dataset) -> list[int]:
@@ -111,8 +114,7 @@ class EpochBatches(torch.utils.data.Sampler):
 
     def __init__(self, size: int, batch_size: int, seed: int, rank: int, world_size: int):
         self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.local_size = batch_size // world_size
-        self.offset = rank * self.local_size
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -122,26 +124,25 @@ class EpochBatches(torch.utils.data.Sampler):
         epoch, self.epoch = self.epoch, self.epoch + 1
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
         for step in range(len(self)):
-            start = step * self.batch_size + self.offset
-            yield [(epoch, int(i)) for i in order[start:start + self.local_size]]
+            yield [(epoch, int(i)) for i in order[process_slice(step, self.batch_size, self.rank, self.world_size)]]
 
 
 class LoaderBatches:
     """Training batches from a DataLoader: workers, pinned memory, persistent workers, asynchronous copies."""
 
     def __init__(self, dataset: Dataset, batch_size: int, normalizer, device: torch.device, workers: int, seed: int,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, memory_format=torch.contiguous_format):
         self.batch_size = batch_size
         self.sampler = EpochBatches(len(dataset), batch_size, seed, rank, world_size)
         self.loader = DataLoader(SeededSamples(dataset, seed), batch_sampler=self.sampler, num_workers=workers,
                                  pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-        self.normalizer, self.device = normalizer, device
+        self.normalizer, self.device, self.memory_format = normalizer, device, memory_format
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self):
-        return _to_device(self.loader, self.device, self.normalizer)
+        return _to_device(self.loader, self.device, self.normalizer, self.memory_format)
 
     def state_dict(self) -> dict:
         return {"epoch": self.sampler.epoch}
@@ -150,6 +151,7 @@ class LoaderBatches:
         self.sampler.epoch = int(state["epoch"])
 
 
-def _to_device(loader: DataLoader, device: torch.device, normalizer):
+def _to_device(loader: DataLoader, device: torch.device, normalizer, memory_format):
     for images, labels in loader:
-        yield normalizer(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        yield normalizer(images), labels.to(device, non_blocking=True)

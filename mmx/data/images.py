@@ -39,6 +39,11 @@ class ImageSplits:
         return self.train_images.shape[1]
 
     @property
+    def image_size(self) -> int:
+        """Pixels per side (images are square, or the larger side decides the network's stem)."""
+        return max(self.train_images.shape[2:])
+
+    @property
     def train_size(self) -> int:
         return len(self.train_images)
 
@@ -53,9 +58,9 @@ class ImageSplits:
                            self.num_classes)
 
     def train_batches(self, batch_size: int, normalizer, *, crop_padding: int, flip: bool, seed: int,
-                      rank: int = 0, world_size: int = 1):
+                      rank: int = 0, world_size: int = 1, memory_format=torch.contiguous_format):
         return TrainBatches(self.train_images, self.train_labels, batch_size, normalizer, crop_padding, flip,
-                            seed=seed, rank=rank, world_size=world_size)
+                            seed=seed, rank=rank, world_size=world_size, memory_format=memory_format)
 
     def test_batches(self, first: int, last: int, batch_size: int, normalizer):
         """Test images ``first..last-1`` in order, normalised, with their labels."""

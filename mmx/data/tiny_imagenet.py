@@ -15,9 +15,9 @@ import torch
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.utils import download_and_extract_archive
 
-from mmx import checkpoint
 from mmx.data.images import ImageSplits
 from mmx.errors import UserError
+from mmx.run_dir import save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,23 @@ def load_tiny_imagenet(root: str, download: bool = True) -> ImageSplits:
     folder = Path(root) / FOLDER
     cache = folder / CACHE
     if cache.is_file():
-        return ImageSplits(**checkpoint.load(cache))
+        return ImageSplits(**load_cache(cache))
     if not all((folder / name).exists() for name in REQUIRED):
         fetch(Path(root), download)
     reorganise_val(folder)
     data = decode(folder)
-    checkpoint.save_atomic(vars(data), cache)
+    save_checkpoint(vars(data), cache)
     log.info("cached Tiny-ImageNet as uint8 tensors in %s (delete it to rebuild)", cache)
     return data
+
+
+def load_cache(cache: Path) -> dict:
+    """The decoded images, loaded as plain tensors only (never by unpickling code)."""
+    try:
+        return torch.load(cache, map_location="cpu", weights_only=True)
+    except Exception:
+        raise UserError(f"{cache} is damaged or was not written by mmx, so it was not loaded; delete it and mmx will "
+                        f"decode the images again into a new cache") from None
 
 
 def fetch(root: Path, download: bool) -> None:

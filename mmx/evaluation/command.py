@@ -13,12 +13,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from mmx.config import quote_paths
+from mmx.config import compose_train, quote_paths
 from mmx.errors import UserError
 from mmx.evaluation import attacks, calibration, deformations, ood, trained_run
 from mmx.metrics import classification_metrics
-from mmx.run_log import write_json
-from mmx.train import build
+from mmx.parts import load_data
+from mmx.run_dir import RunDir
 
 log = logging.getLogger("mmx")
 OOD_DEFAULTS = {"cifar10": "svhn", "cifar100": "svhn", "svhn": "cifar10"}
@@ -46,11 +46,11 @@ def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) ->
         n = count or run.data.test_size
         return torch.rand((n, *shape), device=run.device, generator=generator)
     try:
-        other = compose("train", overrides=[f"dataset={name}"])
-    except HydraException as error:
+        other = compose_train([f"dataset={name}"])
+    except UserError as error:
         raise UserError(f"ood.set={name} is neither noise nor a dataset option ({error}); choose noise or one of "
                         f"the dataset group's options") from None
-    data = build(other.dataset.source)
+    data = load_data(other.dataset)
     if data.test_images.shape[1:] != shape:
         raise UserError(f"ood.set={name} has images of shape {tuple(data.test_images.shape[1:])} but the run's are "
                         f"{tuple(shape)}; choose an OOD set of the same size, or noise")
@@ -104,7 +104,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     result["ood"] = {"set": name, "images": len(outside), **{
         score: ood.detection_metrics(fn(logits), fn(outside)) for score, fn in ood.SCORES.items()}}
     result["seconds"] = time.perf_counter() - started
-    write_json(run.run_dir / "eval.json", result)
+    RunDir(run.run_dir).write_eval(result)
     return result
 
 
@@ -138,6 +138,6 @@ def main(argv: list[str]) -> int:
         except MissingMandatoryValue:
             raise UserError("no run given; pass run=RUN_DIR (a directory written by mmx train)") from None
         except HydraException as error:
-            raise UserError(f"{error}; see `mmx eval --help` for the keys") from None
-        print(report(evaluate_run(cfg)))
+            raise UserError(f"{str(error).splitlines()[0]}; see `mmx eval --help` for the keys") from None
+    print(report(evaluate_run(cfg)))
     return 0

@@ -16,13 +16,13 @@ import torch
 
 from mmx.errors import UserError
 from mmx.evaluation import trained_run
-from mmx.run_log import write_json
+from mmx.run_dir import write_json
 
 
 def representations(run, layer: int, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """The flattened hidden states at mixing point ``layer`` of every test image, with their labels."""
-    if not 0 <= layer < run.network.mix_points:
-        raise UserError(f"--layer {layer} is not a mixing point of {run.cfg.model.name} (0..{run.network.mix_points - 1})")
+    if not 0 <= layer < run.network.num_points:
+        raise UserError(f"--layer {layer} is not a mixing point of {run.cfg.model.name} (0..{run.network.num_points - 1})")
     pixels, labels = run.test_pixels()
     captured = []
 
@@ -60,7 +60,7 @@ def summarise(spectra: list[list[float]]) -> dict:
 
 def label(run) -> str:
     cfg = run.cfg
-    alpha = f" α={cfg.mixup.alpha:g} layers {list(cfg.mixup.layers)}" if cfg.mixup.name != "none" else ""
+    alpha = f" α={cfg.mixup.alpha:g} points {list(cfg.mixup.points)}" if cfg.mixup.name != "none" else ""
     return f"{cfg.mixup.name}{alpha} (seed {cfg.seed})"
 
 

@@ -41,7 +41,7 @@ def train(regime: str, points, labels, *, alpha: float, steps: int, batch_size: 
     torch.manual_seed(seed)
     model = BottleneckMLP(num_classes=2, in_features=2, width=width, bottleneck=2, before=4, after=3)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    mixer = Mixer("none" if regime == "none" else regime, alpha, REGIMES[regime], torch.device("cpu"), seed=seed + 1)
+    mixer = Mixer(regime, alpha, REGIMES[regime], num_points=model.num_points, device=torch.device("cpu"), seed=seed + 1)
     step = TrainStep(model, optimizer, torch.amp.GradScaler("cpu", enabled=False), soft_cross_entropy, 2,
                      torch.device("cpu"), "fp32")
     order = torch.Generator().manual_seed(seed + 2)

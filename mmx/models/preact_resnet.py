@@ -84,20 +84,35 @@ ARCHITECTURES = {
 }
 
 
+def stem_for(image_size: int, stem: str = "auto", stem_stride="auto") -> tuple[str, int]:
+    """The stem that suits ``image_size`` (``auto``), or the one asked for.
+
+    The public code's 3x3 convolution up to 63x63 (CIFAR, SVHN, digits), with stride 2 from 64x64
+    (its Tiny-ImageNet form); ImageNet's 7x7/2 convolution and 3x3/2 max pool from 128x128.
+    """
+    if stem == "auto":
+        stem = "imagenet" if image_size >= 128 else "cifar"
+    if stem_stride == "auto":
+        stem_stride = 2 if stem == "cifar" and image_size >= 64 else 1
+    return stem, int(stem_stride)
+
+
 class PreActResNet(StagedNetwork):
     """PreActResNet-``depth``; mixing points: 0 input, 1-3 outputs of residual stages 1-3.
 
     ``stem="cifar"`` is the public code's 3x3 convolution (``stem_stride=2`` its Tiny-ImageNet
     variant); ``stem="imagenet"`` the ImageNet ResNets' 7x7/2 convolution, BN-ReLU and 3x3/2 max
-    pool, which bring 224x224 inputs to 56x56 before the first stage. ``width`` scales every stage
-    (64 is the paper's; tests use tiny widths).
+    pool, which bring 224x224 inputs to 56x56 before the first stage; ``auto`` (both) follows
+    ``image_size`` (:func:`stem_for`). ``width`` scales every stage (64 is the paper's; tests use
+    tiny widths).
     """
 
-    def __init__(self, depth: int = 18, num_classes: int = 10, in_channels: int = 3,
-                 width: int = 64, stem_stride: int = 1, stem: str = "cifar"):
+    def __init__(self, depth: int = 18, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
+                 width: int = 64, stem_stride: int | str = "auto", stem: str = "auto"):
         if depth not in ARCHITECTURES:
             raise ValueError(f"PreActResNet depth must be one of {sorted(ARCHITECTURES)}, got {depth}")
         block, counts = ARCHITECTURES[depth]
+        stem, stem_stride = stem_for(image_size, stem, stem_stride)
         stem = _stem(stem, in_channels, width, stem_stride)
         in_planes = width
         residual_stages = []

@@ -23,8 +23,8 @@ class StagedNetwork(nn.Module):
         self.stages = nn.ModuleList(stages)
 
     @property
-    def mix_points(self) -> int:
-        """How many mixing points there are (valid indices are ``0 .. mix_points - 1``)."""
+    def num_points(self) -> int:
+        """How many mixing points there are (valid indices are ``0 .. num_points - 1``)."""
         return len(self.stages)
 
     def forward(self, x: torch.Tensor, at_point: PointHook | None = None) -> torch.Tensor:

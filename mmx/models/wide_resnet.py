@@ -48,15 +48,17 @@ class FinalActivation(nn.Module):
 class WideResNet(StagedNetwork):
     """WRN-``depth``-``widen_factor``; mixing points: 0 input, 1-3 outputs of its three stages."""
 
-    def __init__(self, depth: int = 28, widen_factor: int = 10, num_classes: int = 10,
-                 in_channels: int = 3, dropout: float = 0.0, stem_stride: int = 1, init: str = "default"):
+    def __init__(self, depth: int = 28, widen_factor: int = 10, num_classes: int = 10, in_channels: int = 3,
+                 image_size: int = 32, dropout: float = 0.0, stem_stride: int | str = "auto", init: str = "default"):
         if (depth - 4) % 6 != 0:
             raise ValueError(f"WideResNet depth must be 6n+4 (e.g. 16, 22, 28, 40), got {depth}")
         if init not in ("default", "xavier"):
             raise ValueError(f"WideResNet init must be default or xavier, got {init!r}")
         blocks_per_stage = (depth - 4) // 6
         widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
-        stem = nn.Conv2d(in_channels, 16, 3, stem_stride, 1, bias=True)
+        if stem_stride == "auto":  # the public code's stride-2 stem for 64x64 images
+            stem_stride = 2 if image_size >= 64 else 1
+        stem = nn.Conv2d(in_channels, 16, 3, int(stem_stride), 1, bias=True)
         in_planes = 16
         stages = []
         for planes, stride in zip(widths, (1, 2, 2)):

@@ -24,10 +24,18 @@ def _runs(parser: argparse.ArgumentParser, argv: list[str]):
 
 
 def tables_main(argv: list[str]) -> int:
-    from mmx.report.tables import write_tables
+    from mmx.report.eval_tables import write_eval_tables
+    from mmx.report.tables import brief, write_tables
 
+    if "--brief" in argv:  # one line per run, printed, nothing written
+        parser = argparse.ArgumentParser(prog="mmx tables --brief")
+        parser.add_argument("--brief", action="store_true", help="one line per run on the console; no files")
+        _, runs = _runs(parser, argv)
+        print(brief(runs))
+        return 0
     return _command(argv, "mmx tables", "Tabulate runs: mean ± std over seeds per cell, the paper's numbers beside "
-                    "ours, as CSV, Markdown and LaTeX.", "results", write_tables)
+                    "ours, as CSV, Markdown and LaTeX (--brief: one line per run on the console, no files).",
+                    "results", lambda runs, out: write_tables(runs, out) + write_eval_tables(runs, out))
 
 
 def plot_main(argv: list[str]) -> int:

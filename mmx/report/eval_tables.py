@@ -6,7 +6,6 @@ the seeds that have an eval.json. The paper's numbers stand beside ours where it
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -24,26 +23,6 @@ KINDS = {
 DECIMALS = {"eval_nll": 4, "eval_ece": 4, "eval_brier": 4}
 
 
-def flatten(result: dict) -> dict:
-    """eval.json as flat columns: eval_acc, fgsm_0.01, pgd_0.03, deform_rotation20, ood_msp_auroc, ood_set, ..."""
-    row = {f"eval_{k}": v for k, v in result["clean"].items() if k in ("acc", "nll", "ece", "brier")}
-    row["eval_checkpoint"] = result["checkpoint"]
-    row.update({f"fgsm_{eps}": acc for eps, acc in result["fgsm"].items()})
-    if result.get("pgd"):
-        row.update({f"pgd_{eps}": acc for eps, acc in result["pgd"]["acc"].items()})
-    row.update({f"deform_{name}": acc for name, acc in result["deformations"].items()})
-    row["ood_set"] = result["ood"]["set"]
-    for score in ("msp", "energy"):
-        for metric in ("auroc", "fpr95"):
-            row[f"ood_{score}_{metric}"] = result["ood"][score][metric]
-    return row
-
-
-def read_eval(run_dir: Path) -> dict:
-    path = Path(run_dir) / "eval.json"
-    return flatten(json.loads(path.read_text())) if path.exists() else {}
-
-
 def _columns(runs: pd.DataFrame, prefixes) -> list[str]:
     return [c for c in runs.columns if c.startswith(prefixes) and c != "eval_checkpoint" and c != "ood_set"]
 
@@ -51,7 +30,7 @@ def _columns(runs: pd.DataFrame, prefixes) -> list[str]:
 def _paper_value(paper: pd.DataFrame, table: str, cell: pd.Series, metric: str) -> float:
     rows = paper[(paper["table"] == table) & (paper["metric"] == metric) & (paper["dataset"] == cell["dataset"])
                  & (paper["model"] == cell["model"]) & (paper["regime"] == cell["regime"])
-                 & (paper["layers"] == cell["layers"])]
+                 & (paper["points"] == cell["points"])]
     alpha = cell["alpha"]
     rows = rows[rows["alpha"].isna() | (False if pd.isna(alpha) else (rows["alpha"] - alpha).abs() < 1e-9)]
     return float(rows["value"].iloc[0]) if len(rows) else math.nan

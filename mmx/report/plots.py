@@ -19,7 +19,7 @@ def variant(row) -> str:
     if row["regime"] == "none":
         return "no mixup"
     label = f"{row['regime']} α={row['alpha']:g}"
-    return label + (f" {{{row['layers']}}}" if row["regime"] == "manifold" else "")
+    return label + (f" {{{row['points']}}}" if row["regime"] == "manifold" else "")
 
 
 def curve_figure(runs: pd.DataFrame, title: str, path: Path) -> None:
@@ -49,9 +49,9 @@ def alpha_figure(runs: pd.DataFrame, title: str, path: Path) -> None:
     """Final and best test error against alpha, one line per regime and layer set, error bars = std."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
     done = runs[runs["finished"]]
-    for (regime, layers), group in done.groupby(["regime", "layers"], sort=True):
+    for (regime, points), group in done.groupby(["regime", "points"], sort=True):
         stats = group.groupby("alpha")[["final_error", "best_error"]].agg(["mean", "std"])
-        name = regime + (f" {{{layers}}}" if regime == "manifold" else "")
+        name = regime + (f" {{{points}}}" if regime == "manifold" else "")
         for block, style in (("final", "-o"), ("best", "--s")):
             ax.errorbar(stats.index, stats[(f"{block}_error", "mean")], yerr=stats[(f"{block}_error", "std")],
                         fmt=style, capsize=3, label=f"{name}, {block} epoch")
@@ -73,7 +73,7 @@ def write_plots(runs: pd.DataFrame, out: Path) -> list[Path]:
         curve_figure(group, f"{dataset}, {model} ({table})", out / f"{stem}_curves.png")
         written.append(out / f"{stem}_curves.png")
         mixed = group[(group["regime"] != "none") & group["finished"]]
-        alphas_per_variant = mixed.groupby(["regime", "layers"])["alpha"].nunique()
+        alphas_per_variant = mixed.groupby(["regime", "points"])["alpha"].nunique()
         if (alphas_per_variant > 1).any():
             alpha_figure(group[group["regime"] != "none"], f"{dataset}, {model}: alpha sweep ({table})",
                          out / f"{stem}_alpha.png")

@@ -1,18 +1,16 @@
 """Finding run directories and reading each into one row: what was trained and how it ended."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 
-from mmx.report.eval_tables import read_eval
+from mmx.errors import UserError
+from mmx.run_dir import TEST_METRICS, RunDir
 
 log = logging.getLogger("mmx")
-
-METRICS = ("acc", "error", "top5", "nll", "ece")
 
 
 def find_run_dirs(roots: list[Path]) -> list[Path]:
@@ -27,38 +25,59 @@ def find_run_dirs(roots: list[Path]) -> list[Path]:
     return sorted(found)
 
 
+def points(mixup: DictConfig) -> list[int]:
+    """A run's eligible mixing points (runs written before mmx named them points called them layers)."""
+    return list(mixup.get("points", mixup.get("layers", [])))
+
+
 def read_run(run_dir: Path) -> dict:
-    """One row for a run; raises ValueError with the reason when the directory is broken."""
-    try:
-        cfg = OmegaConf.load(run_dir / "config.yaml")
-        experiment = cfg.get("experiment")
-        row = {
-            "run_dir": str(run_dir), "experiment": experiment,
-            "table": experiment.split("/")[1] if experiment and experiment.startswith("paper/") else "runs",
-            "dataset": cfg.dataset.name, "model": cfg.model.name, "regime": cfg.mixup.name,
-            "alpha": float(cfg.mixup.alpha) if cfg.mixup.name != "none" else None,
-            "layers": ",".join(map(str, cfg.mixup.layers)) if cfg.mixup.name != "none" else "",
-            "epochs": int(cfg.epochs), "loss": cfg.loss, "seed": int(cfg.seed),
-            "labels_per_class": cfg.dataset.get("labels_per_class"), "smoke": bool(cfg.get("smoke", False)),
-        }
-    except Exception as error:
-        raise ValueError(f"config.yaml unreadable ({error})") from error
-    summary_path = run_dir / "summary.json"
-    if not summary_path.exists():  # killed during its first epoch
+    """One row for a run; raises :class:`UserError` naming the damaged file when the directory is broken."""
+    run = RunDir(run_dir)
+    cfg = run.read_config()
+    experiment = cfg.get("experiment")
+    mixing = cfg.mixup.name != "none"
+    loss = cfg.loss.name if isinstance(cfg.loss, DictConfig) else cfg.loss
+    row = {
+        "run_dir": str(run_dir), "experiment": experiment,
+        "table": experiment.split("/")[1] if experiment and experiment.startswith("paper/") else "runs",
+        "dataset": cfg.dataset.name, "model": cfg.model.name, "regime": cfg.mixup.name,
+        "alpha": float(cfg.mixup.alpha) if mixing else None,
+        "points": ",".join(map(str, points(cfg.mixup))) if mixing else "",
+        "epochs": int(cfg.epochs), "loss": loss, "seed": int(cfg.seed),
+        "labels_per_class": cfg.dataset.get("labels_per_class"), "smoke": bool(cfg.get("smoke", False)),
+    }
+    summary = run.read_summary()
+    if summary is None:  # killed during its first epoch
         return {**row, "finished": False, "epochs_done": 0}
     try:
-        summary = json.loads(summary_path.read_text())
         row.update(finished=bool(summary["finished"]), epochs_done=int(summary["epochs_done"]),
-                   best_epoch=summary["best"]["epoch"])
+                   best_epoch=(summary["best"] or {}).get("epoch"))
         for block in ("final", "best"):
-            for metric in METRICS:
-                row[f"{block}_{metric}"] = summary[block].get(metric)
-    except Exception as error:
-        raise ValueError(f"summary.json unreadable ({type(error).__name__}: {error})") from error
-    try:
-        row.update(read_eval(run_dir))
-    except Exception as error:
-        raise ValueError(f"eval.json unreadable ({type(error).__name__}: {error})") from error
+            for metric in TEST_METRICS:
+                row[f"{block}_{metric}"] = (summary[block] or {}).get(metric)
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{run.summary_path} is damaged ({type(error).__name__}: {error})") from None
+    evaluation = run.read_eval()
+    if evaluation is not None:
+        try:
+            row.update(flatten_eval(evaluation))
+        except (KeyError, TypeError, AttributeError) as error:
+            raise UserError(f"{run.eval_path} is damaged ({type(error).__name__}: {error})") from None
+    return row
+
+
+def flatten_eval(result: dict) -> dict:
+    """eval.json as flat columns: eval_acc, fgsm_0.01, pgd_0.03, deform_rotation20, ood_msp_auroc, ood_set, ..."""
+    row = {f"eval_{k}": v for k, v in result["clean"].items() if k in ("acc", "nll", "ece", "brier")}
+    row["eval_checkpoint"] = result["checkpoint"]
+    row.update({f"fgsm_{eps}": acc for eps, acc in result["fgsm"].items()})
+    if result.get("pgd"):
+        row.update({f"pgd_{eps}": acc for eps, acc in result["pgd"]["acc"].items()})
+    row.update({f"deform_{name}": acc for name, acc in result["deformations"].items()})
+    row["ood_set"] = result["ood"]["set"]
+    for score in ("msp", "energy"):
+        for metric in ("auroc", "fpr95"):
+            row[f"ood_{score}_{metric}"] = result["ood"][score][metric]
     return row
 
 
@@ -68,17 +87,16 @@ def collect(roots: list[Path]) -> pd.DataFrame:
     for run_dir in find_run_dirs(roots):
         try:
             row = read_run(run_dir)
-        except ValueError as error:
+        except UserError as error:
             log.warning("skipping broken run %s: %s", run_dir, error)
             continue
         if row["smoke"]:
-            log.warning("skipping smoke run %s (smoke=true runs check recipes; their numbers mean nothing)", run_dir)
+            log.warning("skipping smoke run %s (smoke=on runs check recipes; their numbers mean nothing)", run_dir)
             continue
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def read_curves(run_dir: str) -> pd.DataFrame:
-    """metrics.csv of one run (empty if it has none yet)."""
-    path = Path(run_dir) / "metrics.csv"
-    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+    """metrics.csv of one run (empty if it has none yet); raises :class:`UserError` when it is damaged."""
+    return pd.DataFrame(RunDir(run_dir).read_metrics())

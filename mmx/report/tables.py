@@ -1,6 +1,6 @@
 """Result tables: mean +- std over seeds per cell, the paper's number beside ours.
 
-One cell is one (dataset, model, regime, alpha, layer set, epochs, loss, labels per class). For
+One cell is one (dataset, model, regime, alpha, mixing points, epochs, loss, labels per class). For
 each paper table and for the runs that belong to none ("runs": any user sweep), three files:
 CSV (every number in its own column), Markdown and LaTeX (formatted "mean ± std").
 """
@@ -15,7 +15,7 @@ import pandas as pd
 
 log = logging.getLogger("mmx")
 
-CELL = ["dataset", "model", "regime", "alpha", "layers", "epochs", "loss", "labels_per_class"]
+CELL = ["dataset", "model", "regime", "alpha", "points", "epochs", "loss", "labels_per_class"]
 PAPER_IDS = {"table1": ["1a", "1b"], "table2": ["2"], "table3": ["3"], "table5": ["5"], "table6": ["6"]}
 # Which of our metrics each table shows, and which paper metric compares with which of ours. The
 # paper reports the best epoch (the public code keeps the best test value), so "best" is compared.
@@ -28,8 +28,8 @@ DECIMALS = {"error": 2, "acc": 2, "top5": 2, "nll": 3, "ece": 3}
 
 def paper_numbers() -> pd.DataFrame:
     with resources.files("mmx.report").joinpath("paper.csv").open() as handle:
-        paper = pd.read_csv(handle, comment="#", dtype={"table": str, "layers": str})
-    paper["layers"] = paper["layers"].fillna("")
+        paper = pd.read_csv(handle, comment="#", dtype={"table": str, "points": str})
+    paper["points"] = paper["points"].fillna("")
     return paper
 
 
@@ -65,7 +65,7 @@ def add_paper(cells: pd.DataFrame, table: str, paper: pd.DataFrame) -> pd.DataFr
     for i, cell in cells.iterrows():
         alpha = cell["alpha"]
         match = rows[(rows["dataset"] == cell["dataset"]) & (rows["model"] == cell["model"])
-                     & (rows["regime"] == cell["regime"]) & (rows["layers"] == cell["layers"])
+                     & (rows["regime"] == cell["regime"]) & (rows["points"] == cell["points"])
                      & (rows["alpha"].isna() if pd.isna(alpha) else (rows["alpha"] - alpha).abs() < 1e-9)]
         for _, published in match.iterrows():
             metric = published["metric"]
@@ -145,6 +145,19 @@ def write_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
         paths[2].write_text(pretty.to_latex(index=False, caption=text, label=f"tab:mmx-{table}").replace("±", r"$\pm$")
                             .replace("Δ", r"$\Delta$").replace("σ", r"$\sigma$").replace("%", r"\%").replace("_", r"\_").replace("–", "--"))
         written += paths
-    from mmx.report.eval_tables import write_eval_tables
+    return written
 
-    return written + write_eval_tables(runs, out)
+
+def brief(runs: pd.DataFrame) -> str:
+    """One line per run: what it trained and how it ended (``mmx tables --brief``)."""
+    header = (f"{'dataset':<9} {'model':<15} {'mixup':<9} {'alpha':>5} {'seed':>4} {'epochs':>9}  {'test error %':>12} "
+              f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6}")
+    lines = [header, "-" * len(header)]
+    for _, r in runs.sort_values(["dataset", "model", "regime", "alpha", "seed"], na_position="first").iterrows():
+        alpha = "-" if pd.isna(r["alpha"]) else f"{r['alpha']:g}"
+        done = f"{r['epochs_done']}/{r['epochs']}"
+        best_epoch = "" if pd.isna(r.get("best_epoch")) else int(r["best_epoch"])
+        lines.append(f"{r['dataset']:<9} {r['model']:<15} {r['regime']:<9} {alpha:>5} {r['seed']:>4} {done:>9}  "
+                     f"{r.get('final_error', math.nan):>12.2f} {r.get('final_nll', math.nan):>8.4f} "
+                     f"{r.get('final_ece', math.nan):>6.3f}  {r.get('best_error', math.nan):>12.2f} {best_epoch:>6}")
+    return "\n".join(lines)
