@@ -7,7 +7,7 @@ STAMP := $(VENV)/.mmx-installed
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 QUICKSTART_DIR := runs/quickstart/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: install test quickstart digits-results tables figures gpu-check clean
+.PHONY: install test test-full quickstart digits-results tables figures gpu-check clean
 
 install: $(STAMP)
 
@@ -18,7 +18,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The fast tier for the edit-test loop: lint, format check, and every test not marked slow (minutes).
 test: $(STAMP)
+	$(BIN)/ruff check mmx tests scripts configs
+	$(BIN)/ruff format --check mmx tests scripts configs
+	$(BIN)/python -m pytest -m "not slow"
+
+# Everything: the fast tier and the slow tests that train through the command line (what CI runs).
+test-full: $(STAMP)
+	$(BIN)/ruff check mmx tests scripts configs
+	$(BIN)/ruff format --check mmx tests scripts configs
 	$(BIN)/python -m pytest
 
 # The three regimes on the embedded digits data, one Hydra multirun, then their comparison.
@@ -37,7 +46,8 @@ digits-results: $(STAMP)
 	$(BIN)/mmx train -m mixup=none,input,manifold seed=0,1,2,3,4 trainer.deterministic=true \
 		trainer.progress=false hydra.sweep.dir=$(DIGITS)/runs
 	for run in $(DIGITS)/runs/*/; do $(BIN)/mmx eval run=$$run pgd.steps=10 'fgsm.epsilons=[0.01,0.03,0.1,0.2]' || exit 1; done
-	rm -rf $(DIGITS)/runs/*/checkpoints $(DIGITS)/runs/*/tb $(DIGITS)/runs/*/.hydra $(DIGITS)/runs/multirun.yaml
+	rm -rf $(DIGITS)/runs/*/checkpoints $(DIGITS)/runs/*/tb $(DIGITS)/runs/*/.hydra $(DIGITS)/runs/*/.lock \
+		$(DIGITS)/runs/multirun.yaml $(DIGITS)/runs/.lock
 	$(MAKE) tables
 
 # Tables and figures from the runs already there (results/digits, and any runs/ of your own).
@@ -57,7 +67,8 @@ figures: $(STAMP)
 	$(BIN)/mmx train -m experiment=spectrum/digits_mlp_none,spectrum/digits_mlp_input,spectrum/digits_mlp_manifold \
 		trainer.deterministic=true trainer.progress=false hydra.sweep.dir=$(SPECTRUM)/runs
 	$(BIN)/mmx spectrum $(SPECTRUM)/runs/*/ --layer 1 --out $(SPECTRUM)
-	rm -rf $(SPECTRUM)/runs/*/checkpoints $(SPECTRUM)/runs/*/tb $(SPECTRUM)/runs/*/.hydra $(SPECTRUM)/runs/multirun.yaml
+	rm -rf $(SPECTRUM)/runs/*/checkpoints $(SPECTRUM)/runs/*/tb $(SPECTRUM)/runs/*/.hydra $(SPECTRUM)/runs/*/.lock \
+		$(SPECTRUM)/runs/multirun.yaml $(SPECTRUM)/runs/.lock
 
 # Proves and measures every CUDA path on the GPU at hand (README, "Checking a GPU"); about 8 minutes,
 # writing results/gpu/<gpu-name>/. On a CPU it runs the parts a CPU can run. Uses .venv when there is

@@ -1,4 +1,5 @@
 """mmx: manifold mixup experiments. From Python: :func:`load_run` and :func:`create_model`."""
+
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version

@@ -1,4 +1,5 @@
 """``python -m mmx`` is the ``mmx`` command."""
+
 import sys
 
 from mmx.cli import main

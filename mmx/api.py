@@ -1,9 +1,10 @@
 """mmx from Python: build any model by name, and get a trained run's network back without its data.
 
-    import mmx
-    run = mmx.load_run("runs/2026-11-26/14-42-52_digits_preactresnet18_manifold")
-    logits = run.network(run.normalize(images))        # images: uint8 or [0, 1] floats, NCHW
+import mmx
+run = mmx.load_run("runs/2026-11-26/14-42-52_digits_preactresnet18_manifold")
+logits = run.network(run.normalize(images))        # images: uint8 or [0, 1] floats, NCHW
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ def model_config(name: str, **settings) -> DictConfig:
     """The ``model=NAME`` config group's option, with ``settings`` replacing its values."""
     path = resources.files("mmx.configs").joinpath("model", f"{name}.yaml")
     if not path.is_file():
-        options = sorted(p.name[:-5] for p in resources.files("mmx.configs").joinpath("model").iterdir()
-                         if p.name.endswith(".yaml"))
+        options = sorted(
+            p.name[:-5] for p in resources.files("mmx.configs").joinpath("model").iterdir() if p.name.endswith(".yaml")
+        )
         raise UserError(f"model {name!r} does not exist; choose one of {', '.join(options)}")
     cfg = OmegaConf.load(path)
     cfg.pop("defaults", None)  # its schema; the values below are what the network is built from
@@ -74,8 +76,10 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     cfg = run.read_config()
     state = run.load_checkpoint(checkpoint)
     if "model_args" not in state:
-        raise UserError(f"{run.path} was written by an mmx older than its run records (no model_args in "
-                        f"{checkpoint}.pt); evaluate it with `mmx eval`, which rebuilds it from its data")
+        raise UserError(
+            f"{run.path} was written by an mmx older than its run records (no model_args in "
+            f"{checkpoint}.pt); evaluate it with `mmx eval`, which rebuilds it from its data"
+        )
     args = state["model_args"]
     from mmx.parts import create_model as create
 
@@ -83,6 +87,15 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     network.load_state_dict(state["model"])
     device = torch.device(device)
     shape = (1, -1, 1, 1)
-    return LoadedRun(run.path, cfg, network.to(device).eval(), checkpoint, int(state["epoch"]), args["num_classes"],
-                     args["in_channels"], args["image_size"], torch.tensor(args["mean"], device=device).view(shape),
-                     torch.tensor(args["std"], device=device).view(shape))
+    return LoadedRun(
+        run.path,
+        cfg,
+        network.to(device).eval(),
+        checkpoint,
+        int(state["epoch"]),
+        args["num_classes"],
+        args["in_channels"],
+        args["image_size"],
+        torch.tensor(args["mean"], device=device).view(shape),
+        torch.tensor(args["std"], device=device).view(shape),
+    )

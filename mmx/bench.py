@@ -9,6 +9,7 @@ data on the device, augmentation in batch, bf16 autocast and channels_last on GP
 timing is the median of repeats after a warm-up (long enough for every mixing point's graph to be
 captured), with the device synchronised.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,9 @@ class PilImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i):
-        return self.transform(Image.fromarray(self.images[i].squeeze(-1) if self.images.shape[-1] == 1
-                                              else self.images[i])), self.labels[i]
+        return self.transform(
+            Image.fromarray(self.images[i].squeeze(-1) if self.images.shape[-1] == 1 else self.images[i])
+        ), self.labels[i]
 
 
 def reference_steps(trainer: Trainer, cfg, loader_iter, steps: int) -> float:
@@ -122,10 +124,19 @@ def bench_one(model: str, regime: str, batch: int, path: str, args) -> dict:
     points) the step ran: equal when every point compiled to one graph without breaks.
     """
     size = max(args.steps, args.warmup) * batch  # an epoch long enough for the warm-up and for each repeat
-    overrides = [f"model={model}", f"mixup={regime}", f"batch_size={batch}", "dataset=synthetic",
-                 f"dataset.source.train_size={size}", f"dataset.source.test_size={batch}",
-                 f"dataset.image_size={args.image_size}", f"trainer.device={args.device}",
-                 "trainer.progress=false", *PATHS[path], *args.override]
+    overrides = [
+        f"model={model}",
+        f"mixup={regime}",
+        f"batch_size={batch}",
+        "dataset=synthetic",
+        f"dataset.source.train_size={size}",
+        f"dataset.source.test_size={batch}",
+        f"dataset.image_size={args.image_size}",
+        f"trainer.device={args.device}",
+        "trainer.progress=false",
+        *PATHS[path],
+        *args.override,
+    ]
     cfg = compose_train(overrides)
     trainer = Trainer(cfg)
     seconds, programs = [], {}
@@ -133,28 +144,51 @@ def bench_one(model: str, regime: str, batch: int, path: str, args) -> dict:
         warmup = len(trainer.train_epoch(0, max_steps=args.warmup)["step_losses"]) if args.warmup else 0
         for _ in range(args.repeats):
             seconds.append(trainer.train_epoch(0, max_steps=args.steps)["train_seconds"])
-        programs = {"warmup_steps": warmup, "programs": len(trainer.step.forwards),
-                    "captured_graphs": len(trainer.step.graphs),
-                    "compiled_graphs": compiled_graphs() if cfg.trainer.compile else 0}
+        programs = {
+            "warmup_steps": warmup,
+            "programs": len(trainer.step.forwards),
+            "captured_graphs": len(trainer.step.graphs),
+            "compiled_graphs": compiled_graphs() if cfg.trainer.compile else 0,
+        }
     else:
-        transform = transforms.Compose([
-            transforms.RandomCrop(args.image_size, padding=cfg.dataset.crop_padding),
-            transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-            transforms.Normalize(cfg.dataset.mean, cfg.dataset.std)])
+        transform = transforms.Compose(
+            [
+                transforms.RandomCrop(args.image_size, padding=cfg.dataset.crop_padding),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize(cfg.dataset.mean, cfg.dataset.std),
+            ]
+        )
         images = trainer.data.train_images.cpu()
-        loader = DataLoader(PilImages(images, trainer.data.train_labels.cpu(), transform), batch_size=batch,
-                            shuffle=True, num_workers=args.workers, pin_memory=trainer.device.type == "cuda",
-                            drop_last=True, persistent_workers=args.workers > 0)
+        loader = DataLoader(
+            PilImages(images, trainer.data.train_labels.cpu(), transform),
+            batch_size=batch,
+            shuffle=True,
+            num_workers=args.workers,
+            pin_memory=trainer.device.type == "cuda",
+            drop_last=True,
+            persistent_workers=args.workers > 0,
+        )
         batches = endless(loader)
         reference_steps(trainer, cfg, batches, args.warmup)
         for _ in range(args.repeats):
             seconds.append(reference_steps(trainer, cfg, batches, args.steps))
-    flops = forward_flops(cfg.model, trainer.data.num_classes, (trainer.data.channels, args.image_size, args.image_size))
+    flops = forward_flops(
+        cfg.model, trainer.data.num_classes, (trainer.data.channels, args.image_size, args.image_size)
+    )
     median = statistics.median(seconds)
-    result = {"model": model, "regime": regime, "batch_size": batch, "path": path, "precision": trainer.precision,
-              "images_per_second": args.steps * batch / median, "seconds_per_step": median / args.steps,
-              "train_gflop_per_image": TRAIN_STEP_FORWARDS * flops / 1e9,
-              "repeats": [args.steps * batch / t for t in seconds], **programs}
+    result = {
+        "model": model,
+        "regime": regime,
+        "batch_size": batch,
+        "path": path,
+        "precision": trainer.precision,
+        "images_per_second": args.steps * batch / median,
+        "seconds_per_step": median / args.steps,
+        "train_gflop_per_image": TRAIN_STEP_FORWARDS * flops / 1e9,
+        "repeats": [args.steps * batch / t for t in seconds],
+        **programs,
+    }
     release(trainer)
     return result
 
@@ -171,21 +205,37 @@ def release(trainer: Trainer) -> None:
 
 def table(results: list[dict]) -> str:
     """images/s, fraction of peak, fast/reference ratio, and the step-time cost of mixing over no mixing."""
+
     def twin(r, **changes):
         key = {**{k: r[k] for k in ("model", "regime", "batch_size", "path")}, **changes}
         return next((x for x in results if all(x[k] == v for k, v in key.items())), None)
 
-    lines = [f"{'model':<15} {'regime':<9} {'batch':>5} {'path':<15} {'precision':<9} {'images/s':>10} "
-             f"{'of peak':>7} {'fast/ref':>8} {'mix cost':>8} {'graphs':>7}"]
+    lines = [
+        f"{'model':<15} {'regime':<9} {'batch':>5} {'path':<15} {'precision':<9} {'images/s':>10} "
+        f"{'of peak':>7} {'fast/ref':>8} {'mix cost':>8} {'graphs':>7}"
+    ]
     for r in results:
         reference, plain = twin(r, path="reference"), twin(r, regime="none")
-        ratio = f"{r['images_per_second'] / reference['images_per_second']:.2f}x" if r["path"] != "reference" and reference else ""
-        cost = f"{plain['images_per_second'] / r['images_per_second'] - 1:+.1%}" if r["regime"] != "none" and plain else ""
+        ratio = (
+            f"{r['images_per_second'] / reference['images_per_second']:.2f}x"
+            if r["path"] != "reference" and reference
+            else ""
+        )
+        cost = (
+            f"{plain['images_per_second'] / r['images_per_second'] - 1:+.1%}" if r["regime"] != "none" and plain else ""
+        )
         # compiled graphs / programs run (or CUDA graphs captured / programs): equal when nothing broke or fell back
-        graphs = (f"{r['compiled_graphs']}/{r['programs']}" if "compiled" in r["path"] else
-                  f"{r['captured_graphs']}/{r['programs']}" if r["path"] == "graphs" else "")
-        lines.append(f"{r['model']:<15} {r['regime']:<9} {r['batch_size']:>5} {r['path']:<15} {r['precision']:<9} "
-                     f"{r['images_per_second']:>10,.0f} {r['fraction_of_peak']:>7.1%} {ratio:>8} {cost:>8} {graphs:>7}")
+        graphs = (
+            f"{r['compiled_graphs']}/{r['programs']}"
+            if "compiled" in r["path"]
+            else f"{r['captured_graphs']}/{r['programs']}"
+            if r["path"] == "graphs"
+            else ""
+        )
+        lines.append(
+            f"{r['model']:<15} {r['regime']:<9} {r['batch_size']:>5} {r['path']:<15} {r['precision']:<9} "
+            f"{r['images_per_second']:>10,.0f} {r['fraction_of_peak']:>7.1%} {ratio:>8} {cost:>8} {graphs:>7}"
+        )
     return "\n".join(lines)
 
 
@@ -194,14 +244,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--models", default="preactresnet18", help="comma-separated model configs")
     parser.add_argument("--regimes", default="none,manifold", help="comma-separated mixup configs")
     parser.add_argument("--batch-sizes", default="100", help="comma-separated batch sizes")
-    parser.add_argument("--paths", default="reference,fast",
-                        help=f"comma-separated, from {', '.join(PATHS)} (graphs need a GPU)")
+    parser.add_argument(
+        "--paths", default="reference,fast", help=f"comma-separated, from {', '.join(PATHS)} (graphs need a GPU)"
+    )
     parser.add_argument("--steps", type=int, default=50, help="training steps per timed repeat")
-    parser.add_argument("--warmup", type=int, default=40,
-                        help="untimed steps first (graph paths capture each mixing point after 3 eager steps); "
-                             "default 40")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=40,
+        help="untimed steps first (graph paths capture each mixing point after 3 eager steps); default 40",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference path (public code: 2)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="DataLoader workers of the reference path (public code: 2)"
+    )
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="bench.json", help="where to write the JSON results")
@@ -214,19 +270,39 @@ def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"unknown path(s) {', '.join(sorted(unknown))}; choose from {', '.join(PATHS)}")
 
-    results = [bench_one(model, regime, int(batch), path, args)
-               for model in args.models.split(",") for regime in args.regimes.split(",")
-               for batch in args.batch_sizes.split(",") for path in args.paths.split(",")]
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    results = [
+        bench_one(model, regime, int(batch), path, args)
+        for model in args.models.split(",")
+        for regime in args.regimes.split(",")
+        for batch in args.batch_sizes.split(",")
+        for path in args.paths.split(",")
+    ]
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     peak = matmul_peak_tflops(device)
     for r in results:
         r["fraction_of_peak"] = r["images_per_second"] * r["train_gflop_per_image"] / (peak * 1e3)
     name = device_name(device)
-    print(f"device: {name}; measured matmul peak {peak:.1f} TFLOP/s "
-          f"({'bf16' if device.type == 'cuda' else 'fp32'}); torch {torch.__version__}")
+    print(
+        f"device: {name}; measured matmul peak {peak:.1f} TFLOP/s "
+        f"({'bf16' if device.type == 'cuda' else 'fp32'}); torch {torch.__version__}"
+    )
     print(table(results))
-    Path(args.out).write_text(json.dumps({"device": name, "peak_tflops": peak, "torch": torch.__version__,
-                                          "steps": args.steps, "repeats": args.repeats, "results": results}, indent=2))
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "device": name,
+                "peak_tflops": peak,
+                "torch": torch.__version__,
+                "steps": args.steps,
+                "repeats": args.repeats,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.out}")
     return 0

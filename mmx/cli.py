@@ -5,6 +5,7 @@ run's directory is claimed: created atomically under a name of its own (a suffix
 start in the same second), or, when named by the user or resumed, locked for the run's lifetime.
 A mistake therefore ends in one sentence, exit status 2, and no directory left behind.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,12 +28,30 @@ from mmx.run_dir import RunDir
 
 log = logging.getLogger("mmx")
 
-COMMANDS = {"reproduce": "mmx.reproduce:main", "tables": "mmx.report.commands:tables_main",
-            "plot": "mmx.report.commands:plot_main", "bench": "mmx.bench:main",
-            "eval": "mmx.evaluation.command:main", "spiral": "mmx.figures.spiral:main",
-            "spectrum": "mmx.figures.spectrum:main"}
-HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
-               "--resolve", "--package", "-p", "--version")
+COMMANDS = {
+    "reproduce": "mmx.reproduce:main",
+    "tables": "mmx.report.commands:tables_main",
+    "plot": "mmx.report.commands:plot_main",
+    "bench": "mmx.bench:main",
+    "eval": "mmx.evaluation.command:main",
+    "spiral": "mmx.figures.spiral:main",
+    "spectrum": "mmx.figures.spectrum:main",
+}
+HYDRA_FLAGS = (
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--resolve",
+    "--package",
+    "-p",
+    "--version",
+)
 RANK = int(os.environ.get("RANK", 0))  # set by torchrun; only rank 0 writes a run directory
 
 # A resumed run keeps the .hydra/ of its first invocation; other ranks write none, and log nowhere.
@@ -48,8 +67,11 @@ def usage() -> str:
     groups = "\n".join(f"  {group:<10} {' | '.join(group_options(group))}" for group in GROUPS if group != "experiment")
     paper = [name for name in group_options("experiment") if name.startswith("paper/")]
     tables = sorted({name.split("/")[1] for name in paper})
-    examples = "\n".join(f"  {t:<9} {sum(n.startswith(f'paper/{t}/') for n in paper)} cells, e.g. "
-                         f"{next(n for n in paper if n.startswith(f'paper/{t}/')).split('/')[-1]}" for t in tables)
+    examples = "\n".join(
+        f"  {t:<9} {sum(n.startswith(f'paper/{t}/') for n in paper)} cells, e.g. "
+        f"{next(n for n in paper if n.startswith(f'paper/{t}/')).split('/')[-1]}"
+        for t in tables
+    )
     return f"""usage: mmx <command> [options]
 
 Manifold mixup experiments: train PreActResNets and WideResNets with no mixup, input mixup or
@@ -111,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_train(arguments: list[str]) -> int:
     """``mmx train ARGS``: every job checked and its directory claimed, then Hydra runs it."""
-    if any(a in HYDRA_FLAGS or a.startswith(("--cfg=", "--shell-completion=")) for a in arguments) \
-            or any(a.startswith(("-sc", "--shell")) for a in arguments):
+    if any(a in HYDRA_FLAGS or a.startswith(("--cfg=", "--shell-completion=")) for a in arguments) or any(
+        a.startswith(("-sc", "--shell")) for a in arguments
+    ):
         sys.argv = ["mmx train", *arguments]  # help, config printing and completion: Hydra's own
         train_command()
         return 0
@@ -123,11 +146,13 @@ def run_train(arguments: list[str]) -> int:
     resume = next((o.value() for o in task if o.get_key_element() == "resume"), None)
     explicit = {o.get_key_element(): o.value() for o in parsed if o.get_key_element().startswith("hydra.")}
 
+    from mmx.parts import check_environment  # torch: only once a run is really asked for
+
     jobs = expand(task) if multirun else [[o.input_line for o in task]]
     for job in jobs:
         if resume:
             RunDir(resume).check_resumable()
-        compose_train([o for o in job if not o.startswith("resume=")])
+        check_environment(compose_train([o for o in job if not o.startswith("resume=")]))
 
     if RANK:  # torchrun's other processes: a scratch folder; train() takes rank 0's directory
         scratch = Path(tempfile.gettempdir()) / f"mmx-rank{RANK}-{os.getppid()}"
@@ -136,8 +161,7 @@ def run_train(arguments: list[str]) -> int:
         sweep = claim_sweep(explicit.get("hydra.sweep.dir"))
         swept = sorted({o.get_key_element() for o in task if o.is_sweep_override()})
         kept = [o.get_key_element() for o in task if o.get_key_element() not in swept]
-        extra = [f"hydra.sweep.dir={sweep.path}",
-                 f"hydra.job.config.override_dirname.exclude_keys=[{','.join(kept)}]"]
+        extra = [f"hydra.sweep.dir={sweep.path}", f"hydra.job.config.override_dirname.exclude_keys=[{','.join(kept)}]"]
         with sweep.locked():
             return hand_to_hydra(arguments, extra)
     run = RunDir(resume) if resume else claim_run(explicit.get("hydra.run.dir"), jobs[0])
@@ -158,8 +182,9 @@ def claim_run(explicit: str | None, overrides: list[str]) -> RunDir:
     if explicit:
         run = RunDir(explicit)
         if run.is_run() or run.checkpoint_path("last").exists():
-            raise UserError(f"{run.path} already holds a run; continue it with resume={run.path} or choose another "
-                            f"hydra.run.dir")
+            raise UserError(
+                f"{run.path} already holds a run; continue it with resume={run.path} or choose another hydra.run.dir"
+            )
         if not run.path.exists():
             run.path.mkdir(parents=True)
             CREATED.append(run.path)
@@ -174,9 +199,11 @@ def claim_sweep(explicit: str | None) -> RunDir:
     ``runs/multirun/DATE/TIME`` created atomically."""
     if explicit:
         path = Path(explicit)
-        if path.exists() and any(p.name == "config.yaml" for p in path.rglob("config.yaml")):
-            raise UserError(f"{path} already holds the runs of a sweep; choose another hydra.sweep.dir (or resume its "
-                            f"runs one by one with resume=)")
+        if holds_runs(path):
+            raise UserError(
+                f"{path} already holds the runs of a sweep; choose another hydra.sweep.dir (or resume its "
+                f"runs one by one with resume=)"
+            )
         if not path.exists():
             path.mkdir(parents=True)
             CREATED.append(path)
@@ -186,7 +213,9 @@ def claim_sweep(explicit: str | None) -> RunDir:
 
 def create_unique(path: Path) -> Path:
     """Create ``path`` (or ``path-2``, ``path-3``, ...) atomically: two processes never get the same one."""
+    missing = [p for p in reversed(path.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
+    CREATED.extend(missing)  # removed again (when empty) if a mistake stops this invocation
     candidate, n = path, 1
     while True:
         try:
@@ -201,8 +230,14 @@ def create_unique(path: Path) -> Path:
 def remove_unused(paths: list[Path]) -> None:
     """Delete directories this invocation created that hold no run (a mistake stopped it before its first epoch)."""
     for path in reversed(paths):
-        if path.exists() and not any(p.name in ("config.yaml", "last.pt") for p in path.rglob("*")):
+        if path.exists() and not holds_runs(path):
             shutil.rmtree(path, ignore_errors=True)
+    paths.clear()
+
+
+def holds_runs(path: Path) -> bool:
+    """Whether ``path`` or a folder below it is a run (Hydra's own .hydra/config.yaml does not count)."""
+    return path.exists() and any(p.parent.name != ".hydra" for p in path.rglob("config.yaml"))
 
 
 def hand_to_hydra(arguments: list[str], extra: list[str]) -> int:
@@ -229,18 +264,30 @@ def train_command(cfg: DictConfig) -> None:
         if resume:
             keys = [o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task]
             # every process reads the run's own config (torchrun's other ranks run in a scratch folder)
-            cfg = RunDir(cfg.resume).config_for_resume(cfg, [k for k in keys if k != "resume" and not k.startswith("hydra")])
+            cfg = RunDir(cfg.resume).config_for_resume(
+                cfg, [k for k in keys if k != "resume" and not k.startswith("hydra")]
+            )
         summary = train(cfg, run.path, resume=resume)
     except UserError as error:
         print(f"mmx: error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         last = run.checkpoint_path("last")
-        where = (f"the last checkpoint is {last}; continue with `mmx train resume={run.path}`" if last.exists()
-                 else "no epoch had finished, so there is no checkpoint")
+        where = (
+            f"the last checkpoint is {last}; continue with `mmx train resume={run.path}`"
+            if last.exists()
+            else "no epoch had finished, so there is no checkpoint"
+        )
         print(f"mmx: interrupted; {where}", file=sys.stderr)
         sys.exit(130)
     final, best = summary["final"], summary["best"]
     if final:
-        log.info("done: final test acc %.2f%% (NLL %.4f, ECE %.4f); best %.2f%% at epoch %d; %s",
-                 final["acc"], final["nll"], final["ece"], best["acc"], best["epoch"], run.path)
+        log.info(
+            "done: final test acc %.2f%% (NLL %.4f, ECE %.4f); best %.2f%% at epoch %d; %s",
+            final["acc"],
+            final["nll"],
+            final["ece"],
+            best["acc"],
+            best["epoch"],
+            run.path,
+        )

@@ -6,6 +6,7 @@ value of the wrong type is refused while the config is composed. The dataclasses
 setting's allowed range (``rule``); :func:`check_config` enforces the ranges right after
 composition. Both end in one sentence naming the key, the value and what is allowed.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -36,22 +37,23 @@ def rule(default=MISSING, *, factory=None, why: str = "", **limits):
 
 # --- the schema of each group ------------------------------------------------------------------
 
+
 @dataclass
 class DatasetSchema:
     name: str = MISSING
     source: Any = MISSING
     download: Optional[bool] = None
-    image_size: int = rule(min=1)         # pixels per side of the images the network sees
+    image_size: int = rule(min=1)  # pixels per side of the images the network sees
     channels: int = rule(min=1)
     num_classes: int = rule(min=2)
-    train_images: int = rule(min=1)       # the release's training set (cost estimates)
+    train_images: int = rule(min=1)  # the release's training set (cost estimates)
     labels_per_class: Optional[int] = rule(None, min=1, why="it is the number of training images kept per class")
     crop_padding: Optional[int] = rule(0, min=0)
     flip: Optional[bool] = None
     mean: List[float] = MISSING
     std: List[float] = rule(factory=list, gt=0, why="pixels are divided by it")
-    resize: Optional[int] = rule(None, min=1)    # image folders: test images' shorter side before the centre crop
-    workers: Optional[int] = rule(None, min=0)   # image folders: DataLoader worker processes
+    resize: Optional[int] = rule(None, min=1)  # image folders: test images' shorter side before the centre crop
+    workers: Optional[int] = rule(None, min=0)  # image folders: DataLoader worker processes
 
 
 @dataclass
@@ -89,7 +91,7 @@ class BottleneckMLPSchema:
 class MixupSchema:
     name: str = rule(MISSING, choices=("none", "input", "manifold"))
     _target_: str = MISSING
-    alpha: float = 0.0             # > 0 when mixing: the mixer checks it (mmx.mixing.Mixer.check)
+    alpha: float = 0.0  # > 0 when mixing: the mixer checks it (mmx.mixing.Mixer.check)
     points: List[int] = field(default_factory=list)
 
 
@@ -143,8 +145,9 @@ class TrainerSchema:
     progress: Any = rule("auto", choices=("auto", True, False))
     sync_bn: bool = False
     compile: bool = False
-    compile_mode: str = rule("default", choices=("default", "reduce-overhead", "max-autotune",
-                                                 "max-autotune-no-cudagraphs"))
+    compile_mode: str = rule(
+        "default", choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    )
     compile_backend: str = "inductor"
     cuda_graphs: bool = False
     fused_sgd: Any = rule("auto", choices=("auto", True, False))
@@ -171,9 +174,18 @@ class TrainSchema:
     smoke: bool = False
 
 
-SCHEMAS = {"dataset": DatasetSchema, "model/preactresnet": PreActResNetSchema, "model/wide_resnet": WideResNetSchema,
-           "model/bottleneck_mlp": BottleneckMLPSchema, "mixup": MixupSchema, "loss": LossSchema, "optim/sgd": SGDSchema,
-           "schedule/multistep": MultiStepSchema, "schedule/cosine": CosineSchema, "trainer": TrainerSchema}
+SCHEMAS = {
+    "dataset": DatasetSchema,
+    "model/preactresnet": PreActResNetSchema,
+    "model/wide_resnet": WideResNetSchema,
+    "model/bottleneck_mlp": BottleneckMLPSchema,
+    "mixup": MixupSchema,
+    "loss": LossSchema,
+    "optim/sgd": SGDSchema,
+    "schedule/multistep": MultiStepSchema,
+    "schedule/cosine": CosineSchema,
+    "trainer": TrainerSchema,
+}
 
 
 def register_schemas() -> None:
@@ -198,13 +210,18 @@ OmegaConf.register_new_resolver("mmx_milestones", milestones, replace=True)
 
 # --- composing -----------------------------------------------------------------------------------
 
+
 def group_options(group: str) -> list[str]:
     """The options of a config group, read from the configs shipped with the package (nested ones as a/b/c)."""
     root = resources.files("mmx.configs").joinpath(group)
 
     def walk(folder, prefix=""):
         for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-            if entry.is_dir() and not entry.name.startswith(("_", ".")) and entry.name not in ("for_dataset", "for_model"):
+            if (
+                entry.is_dir()
+                and not entry.name.startswith(("_", "."))
+                and entry.name not in ("for_dataset", "for_model")
+            ):
                 yield from walk(entry, f"{prefix}{entry.name}/")
             elif entry.name.endswith(".yaml"):
                 yield prefix + entry.name[:-5]
@@ -247,8 +264,10 @@ def check_overrides(overrides: list[str]) -> None:
             options = group_options("experiment")
             for name in value.strip("'\"").split(","):
                 if name not in options:
-                    raise UserError(f"experiment={name} is not an experiment; {_nearest(name, options, 'experiment=')}"
-                                    f"`mmx --help` lists the paper recipes")
+                    raise UserError(
+                        f"experiment={name} is not an experiment; {_nearest(name, options, 'experiment=')}"
+                        f"`mmx --help` lists the paper recipes"
+                    )
 
 
 def composition_error(error: Exception, overrides: list[str]) -> UserError:
@@ -261,8 +280,10 @@ def composition_error(error: Exception, overrides: list[str]) -> UserError:
     if missing and missing.lastindex == 2:
         group, option = missing.group(1).split("/")[-1], missing.group(2)
         options = group_options(missing.group(1))
-        return UserError(f"{group}={option} is not an option of the {group} group; "
-                         f"{_nearest(option, options, group + '=')}choose one of {', '.join(options)}")
+        return UserError(
+            f"{group}={option} is not an option of the {group} group; "
+            f"{_nearest(option, options, group + '=')}choose one of {', '.join(options)}"
+        )
     if isinstance(cause, ValidationError):
         key = cause.full_key
         value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == key), "the value")
@@ -276,11 +297,15 @@ def composition_error(error: Exception, overrides: list[str]) -> UserError:
 def _unknown_key(key: str) -> UserError:
     head, _, _ = key.partition(".")
     if "." not in key:
-        known = [*GROUPS, *(f.name for f in fields(TrainSchema))]
-        return UserError(f"{key} is neither a config group nor a key of mmx train; {_nearest(key, known, '')}"
-                         f"`mmx train --help` lists them")
-    return UserError(f"{key} is not a key of mmx train's config; {_nearest(key, _all_keys(head), '')}"
-                     f"`mmx train --cfg job` shows every key")
+        known = sorted({*GROUPS, *(f.name for f in fields(TrainSchema))})
+        return UserError(
+            f"{key} is neither a config group nor a key of mmx train; {_nearest(key, known, '')}"
+            f"`mmx train --help` lists them"
+        )
+    return UserError(
+        f"{key} is not a key of mmx train's config; {_nearest(key, _all_keys(head), '')}"
+        f"`mmx train --cfg job` shows every key"
+    )
 
 
 def _all_keys(group: str) -> list[str]:
@@ -304,7 +329,9 @@ def _type_words(cause) -> str:
 
 
 def _article(word: str) -> str:
-    return {"integer": "an integer", "float": "a number", "boolean": "true or false", "str": "a string"}.get(word, f"a {word}")
+    return {"integer": "an integer", "float": "a number", "boolean": "true or false", "str": "a string"}.get(
+        word, f"a {word}"
+    )
 
 
 def _nearest(name: str, options: list[str], prefix: str) -> str:
@@ -332,23 +359,30 @@ def check_config(cfg: DictConfig) -> None:
 
     Mixer.check(cfg.mixup.name, cfg.mixup.alpha, cfg.mixup.points)
     if not DEVICE.match(str(cfg.trainer.device)):
-        raise UserError(f"trainer.device={cfg.trainer.device} is not a device; use auto, cpu, cuda, cuda:N or cuda:free")
+        raise UserError(
+            f"trainer.device={cfg.trainer.device} is not a device; use auto, cpu, cuda, cuda:N or cuda:free"
+        )
     if "milestones" in cfg.schedule and not cfg.smoke:  # a smoke run stops before any milestone
         milestones = list(cfg.schedule.milestones)
         if milestones != sorted(set(milestones)) or any(not 0 < m < cfg.epochs for m in milestones):
-            raise UserError(f"schedule.milestones={milestones} must be strictly increasing epochs between 1 and "
-                            f"{cfg.epochs - 1} (epochs={cfg.epochs}); set schedule.milestones=[...] to fit, or leave "
-                            f"them to follow epochs (lr_drops)")
+            raise UserError(
+                f"schedule.milestones={milestones} must be strictly increasing epochs between 1 and "
+                f"{cfg.epochs - 1} (epochs={cfg.epochs}); set schedule.milestones=[...] to fit, or leave "
+                f"them to follow epochs (lr_drops)"
+            )
 
 
 def check_run(cfg: DictConfig, *, train_size: int, world_size: int = 1) -> None:
     """The checks that need the loaded data or the process count."""
     if cfg.batch_size > train_size:
-        raise UserError(f"batch_size={cfg.batch_size} must be between 2 and the training set size ({train_size}); "
-                        f"lower batch_size")
+        raise UserError(
+            f"batch_size={cfg.batch_size} must be between 2 and the training set size ({train_size}); lower batch_size"
+        )
     if cfg.batch_size % world_size:
-        raise UserError(f"batch_size={cfg.batch_size} is the global batch and must split evenly over the "
-                        f"{world_size} processes; choose a multiple of {world_size}")
+        raise UserError(
+            f"batch_size={cfg.batch_size} is the global batch and must split evenly over the "
+            f"{world_size} processes; choose a multiple of {world_size}"
+        )
 
 
 def _schema_nodes(node: DictConfig, path: str):
@@ -384,6 +418,7 @@ def _show(value) -> str:
 
 
 # --- overrides of saved runs --------------------------------------------------------------------
+
 
 def quote_paths(overrides: list[str], keys: tuple[str, ...]) -> list[str]:
     """``KEY=PATH`` as ``KEY='PATH'`` for the given keys, so that sweep directories (whose names hold

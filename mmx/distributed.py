@@ -1,5 +1,6 @@
 """One training over several processes (``torchrun``): which process this is, and the few
 collective operations the trainer needs. Without torchrun everything here is a no-op."""
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,9 @@ class Ranks:
 
 def from_environment() -> Ranks:
     """The ranks torchrun announces in RANK, WORLD_SIZE and LOCAL_RANK (a single process otherwise)."""
-    return Ranks(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+    return Ranks(
+        int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    )
 
 
 def start(ranks: Ranks, device: torch.device) -> None:
@@ -76,7 +79,7 @@ def gather_rows(rows: torch.Tensor, total: int, ranks: Ranks) -> torch.Tensor:
         return rows
     shard = -(-total // ranks.world_size)
     padded = torch.zeros((shard, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
-    padded[:len(rows)] = rows
+    padded[: len(rows)] = rows
     pieces = [torch.empty_like(padded) for _ in range(ranks.world_size)]
     dist.all_gather(pieces, padded)
     return torch.cat(pieces)[:total]

@@ -1,4 +1,5 @@
 """FLOPs of a configured model, counted by PyTorch on a shape-only (meta) copy: no memory, no data."""
+
 from __future__ import annotations
 
 import torch

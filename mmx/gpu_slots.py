@@ -6,6 +6,7 @@ the lock when the run ends or its process dies, so a crashed job never leaves a 
 With Hydra's submitit launcher, a sweep of many jobs on one machine then runs as many at a time
 as there are GPUs, one per GPU.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,10 @@ def claim(device: str, world_size: int = 1, gpus: int | None = None, poll_second
         yield device
         return
     if world_size > 1:
-        raise UserError("trainer.device=cuda:free picks one GPU for one process, but torchrun gives each process "
-                        "its own (LOCAL_RANK); drop it under torchrun")
+        raise UserError(
+            "trainer.device=cuda:free picks one GPU for one process, but torchrun gives each process "
+            "its own (LOCAL_RANK); drop it under torchrun"
+        )
     gpus = torch.cuda.device_count() if gpus is None else gpus
     if gpus == 0:
         raise UserError("trainer.device=cuda:free but no CUDA device is visible; use trainer.device=cpu or auto")

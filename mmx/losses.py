@@ -1,4 +1,5 @@
 """Training losses against soft (mixed) targets; both take float32 logits."""
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,9 @@ def softmax_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     top = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, logits.argmax(dim=1, keepdim=True), True)
     # The top class never reaches log1p (its input is replaced by 0), so no inf enters the backward pass.
     log_not_p_rest = torch.log1p(-torch.where(top, 0.0, log_p.exp()))
-    log_not_p_top = torch.logsumexp(logits.masked_fill(top, float("-inf")), dim=1, keepdim=True) \
-        - torch.logsumexp(logits, dim=1, keepdim=True)
+    log_not_p_top = torch.logsumexp(logits.masked_fill(top, float("-inf")), dim=1, keepdim=True) - torch.logsumexp(
+        logits, dim=1, keepdim=True
+    )
     log_not_p = torch.where(top, log_not_p_top, log_not_p_rest)
     return -(targets * log_p.clamp(min=-100) + (1 - targets) * log_not_p.clamp(min=-100)).mean()
 

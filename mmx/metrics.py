@@ -1,4 +1,5 @@
 """Test-set metrics: accuracy, NLL and expected calibration error, gathered on the device."""
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,6 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
     confidence, prediction = probs.max(dim=1)
     correct = (prediction == labels).float()
     bin_index = confidence_bin(confidence, bins)
-    count = torch.zeros(bins, device=probs.device).index_add_(0, bin_index, torch.ones_like(confidence))
     conf_sum = torch.zeros(bins, device=probs.device).index_add_(0, bin_index, confidence)
     correct_sum = torch.zeros(bins, device=probs.device).index_add_(0, bin_index, correct)
     return (conf_sum - correct_sum).abs().sum() / len(labels)

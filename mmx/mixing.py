@@ -5,6 +5,7 @@ so input mixup is the set {0}), one lam ~ Beta(alpha, alpha) and one permutation
 The hidden state at k becomes ``lam * h + (1 - lam) * h[perm]`` and the one-hot targets are
 mixed with the same lam and permutation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,18 +66,26 @@ class Mixer:
             return
         points = list(points)
         if not points:
-            raise UserError(f"mixup.points=[] leaves mixup={name} nothing to mix; list at least one point "
-                            f"(0 is the input) or use mixup=none")
+            raise UserError(
+                f"mixup.points=[] leaves mixup={name} nothing to mix; list at least one point "
+                f"(0 is the input) or use mixup=none"
+            )
         if not alpha > 0:
-            raise UserError(f"mixup.alpha must be > 0 for mixup={name} (got {alpha}); the paper uses 1.0 for "
-                            f"input and 2.0 for manifold mixup on CIFAR")
+            raise UserError(
+                f"mixup.alpha must be > 0 for mixup={name} (got {alpha}); the paper uses 1.0 for "
+                f"input and 2.0 for manifold mixup on CIFAR"
+            )
         if len(set(points)) != len(points):
-            raise UserError(f"mixup.points={points} repeats a point, which would draw it more often than the "
-                            f"others; list each point once")
+            raise UserError(
+                f"mixup.points={points} repeats a point, which would draw it more often than the "
+                f"others; list each point once"
+            )
         if any(k < 0 or (num_points is not None and k >= num_points) for k in points):
             top = "" if num_points is None else f"0..{num_points - 1} "
-            raise UserError(f"mixup.points={points} is not a subset of this model's mixing points {top}(0 is the "
-                            f"input); pick points from that range")
+            raise UserError(
+                f"mixup.points={points} is not a subset of this model's mixing points {top}(0 is the "
+                f"input); pick points from that range"
+            )
 
     @property
     def programs(self) -> list[int | None]:

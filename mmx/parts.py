@@ -4,6 +4,7 @@ Training (:mod:`mmx.trainer`), ``mmx eval``, ``mmx bench``, the FLOP counter and
 build their device, data, network, mixer, loss, optimiser and schedule here, so none of them
 imports the training loop.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,9 +55,24 @@ def resolve_device(name: str, ranks: Ranks = Ranks()) -> torch.device:
     if device.type == "cuda" and ranks.active:
         device = torch.device("cuda", ranks.local_rank)
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserError(f"trainer.device={name} but only {torch.cuda.device_count()} GPU(s) are visible; "
-                        f"choose one of cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        raise UserError(
+            f"trainer.device={name} but only {torch.cuda.device_count()} GPU(s) are visible; "
+            f"choose one of cuda:0..cuda:{torch.cuda.device_count() - 1}"
+        )
     return device
+
+
+def check_environment(cfg: DictConfig) -> None:
+    """What this machine can run of ``cfg``: its device, precision and CUDA graphs, checked without data."""
+    if cfg.trainer.device == "cuda:free":
+        return  # claimed when the run starts (mmx.gpu_slots)
+    device = resolve_device(cfg.trainer.device)
+    resolve_precision(cfg.trainer.precision, device)
+    if cfg.trainer.cuda_graphs and device.type != "cuda":
+        raise UserError(
+            f"trainer.cuda_graphs=true needs a CUDA device, but this run is on {device.type}; drop it "
+            f"(trainer.compile=true works on the CPU)"
+        )
 
 
 def device_name(device: torch.device) -> str:
@@ -70,8 +86,10 @@ def resolve_precision(setting: str, device: torch.device) -> str:
     """``auto``: bf16 on GPUs, fp32 on CPUs."""
     precision = ("bf16" if device.type == "cuda" else "fp32") if setting == "auto" else setting
     if precision == "fp16" and device.type != "cuda":
-        raise UserError(f"trainer.precision=fp16 needs a CUDA device, but this run is on {device.type}; "
-                        f"use trainer.precision=fp32 (or bf16)")
+        raise UserError(
+            f"trainer.precision=fp16 needs a CUDA device, but this run is on {device.type}; "
+            f"use trainer.precision=fp32 (or bf16)"
+        )
     return precision
 
 

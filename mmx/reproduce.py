@@ -1,9 +1,9 @@
 """``mmx reproduce TABLE``: every cell of a paper table times every seed, as one Hydra multirun."""
+
 from __future__ import annotations
 
 import argparse
 from importlib import resources
-
 
 from mmx.config import compose_train
 from mmx.errors import UserError
@@ -14,8 +14,11 @@ DEFAULT_TFLOPS = 30.0
 
 
 def paper_tables() -> list[str]:
-    return sorted(p.name for p in resources.files("mmx.configs").joinpath("experiment/paper").iterdir()
-                  if p.is_dir() and not p.name.startswith("_"))
+    return sorted(
+        p.name
+        for p in resources.files("mmx.configs").joinpath("experiment/paper").iterdir()
+        if p.is_dir() and not p.name.startswith("_")
+    )
 
 
 def recipes(table: str) -> list[str]:
@@ -39,9 +42,11 @@ def estimate(experiments: list[str], overrides: list[str], seeds: int, tflops: f
         hours = cfg.epochs * images * TRAIN_STEP_FORWARDS * flops / (tflops * 1e12) / 3600
         total += hours * seeds
         lines.append(f"{experiment:<58} {cfg.epochs:>6} {flops / 1e9:>9.3f} {hours:>10.1f}")
-    lines.append(f"total for {len(experiments)} recipes x {seeds} seeds: about {total:,.0f} GPU-hours, assuming "
-                 f"{tflops:g} TFLOP/s sustained per GPU (roughly an eager bf16 PreActResNet18 step at batch 100 on "
-                 f"an H100; pass --tflops with your measured rate)")
+    lines.append(
+        f"total for {len(experiments)} recipes x {seeds} seeds: about {total:,.0f} GPU-hours, assuming "
+        f"{tflops:g} TFLOP/s sustained per GPU (roughly an eager bf16 PreActResNet18 step at batch 100 on "
+        f"an H100; pass --tflops with your measured rate)"
+    )
     return "\n".join(lines)
 
 
@@ -49,12 +54,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="mmx reproduce",
         description="Run every cell of a paper table for every seed as one Hydra multirun "
-                    "(e.g. `mmx reproduce table1 seeds=5`). Extra KEY=VALUE overrides apply to every run, "
-                    "e.g. recipe=public_code, smoke=true, hydra/launcher=... .")
+        "(e.g. `mmx reproduce table1 seeds=5`). Extra KEY=VALUE overrides apply to every run, "
+        "e.g. recipe=public_code, smoke=true, hydra/launcher=... .",
+    )
     parser.add_argument("table", help=f"one of: {', '.join(paper_tables())}")
     parser.add_argument("overrides", nargs="*", help="seeds=N (default 5) and Hydra overrides")
-    parser.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
-                        help=f"sustained training TFLOP/s per GPU for the estimate (default {DEFAULT_TFLOPS:g})")
+    parser.add_argument(
+        "--tflops",
+        type=float,
+        default=DEFAULT_TFLOPS,
+        help=f"sustained training TFLOP/s per GPU for the estimate (default {DEFAULT_TFLOPS:g})",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the estimate and the command, run nothing")
     args = parser.parse_args(argv)
 

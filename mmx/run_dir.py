@@ -13,6 +13,7 @@ Every file is replaced atomically (a temporary file of its own per writer, fsync
 reader or a resume after a kill at any instant sees either the old file or the new one. Damaged
 files are reported in one sentence naming the file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mmx.errors import UserError
@@ -74,8 +74,14 @@ TEST_METRICS = {m.summary: m for m in EPOCH_METRICS if m.summary}  # acc, error,
 
 def epoch_row(epoch: int, lr: float, train: dict, test: dict, seconds: float) -> dict:
     """metrics.csv's row for one epoch, from the trainer's statistics and the test metrics."""
-    row = {"epoch": epoch, "lr": lr, "train_loss": train["train_loss"], "train_acc": train["train_acc"],
-           "epoch_seconds": seconds, "train_images_per_second": train["train_images_per_second"]}
+    row = {
+        "epoch": epoch,
+        "lr": lr,
+        "train_loss": train["train_loss"],
+        "train_acc": train["train_acc"],
+        "epoch_seconds": seconds,
+        "train_images_per_second": train["train_images_per_second"],
+    }
     row.update({metric.column: test[name] for name, metric in TEST_METRICS.items()})
     return row
 
@@ -127,16 +133,20 @@ class RunDir:
 
     def read_config(self) -> DictConfig:
         if not self.is_run():
-            raise UserError(f"{self.path} is not an mmx run directory (no {CONFIG}); pass a directory that "
-                            f"`mmx train` wrote")
+            raise UserError(
+                f"{self.path} is not an mmx run directory (no {CONFIG}); pass a directory that `mmx train` wrote"
+            )
         try:
             cfg = OmegaConf.load(self.config_path)
         except Exception as error:
-            raise UserError(f"{self.config_path} is damaged ({_first_line(error)}); restore it from a copy or "
-                            f"start the run again") from None
+            raise UserError(
+                f"{self.config_path} is damaged ({_first_line(error)}); restore it from a copy or start the run again"
+            ) from None
         if not isinstance(cfg, DictConfig) or "model" not in cfg or "dataset" not in cfg:
-            raise UserError(f"{self.config_path} is damaged (it does not describe a run); restore it from a copy "
-                            f"or start the run again")
+            raise UserError(
+                f"{self.config_path} is damaged (it does not describe a run); restore it from a copy "
+                f"or start the run again"
+            )
         return cfg
 
     def read_summary(self) -> dict | None:
@@ -154,8 +164,9 @@ class RunDir:
             return []
         try:
             with open(self.metrics_path, newline="") as handle:
-                return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()}
-                        for row in csv.DictReader(handle)]
+                return [
+                    {k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(handle)
+                ]
         except (ValueError, TypeError, csv.Error) as error:
             raise UserError(f"{self.metrics_path} is damaged ({_first_line(error)})") from None
 
@@ -164,8 +175,10 @@ class RunDir:
             raise UserError(f"checkpoint={which} is not one of {', '.join(CHECKPOINT_NAMES)}; choose best or last")
         path = self.checkpoint_path(which)
         if not path.is_file():
-            raise UserError(f"{self.path} has no {CHECKPOINTS}/{which}.pt (it stopped before its first epoch "
-                            f"ended); pass a run that finished at least one epoch")
+            raise UserError(
+                f"{self.path} has no {CHECKPOINTS}/{which}.pt (it stopped before its first epoch "
+                f"ended); pass a run that finished at least one epoch"
+            )
         return load_checkpoint(path)
 
     # --- resuming ------------------------------------------------------------------------------
@@ -173,12 +186,16 @@ class RunDir:
     def check_resumable(self) -> None:
         """Fail before anything starts when this folder holds no run that can be continued."""
         if not self.is_run():
-            raise UserError(f"cannot resume {self.path}: it is not an mmx run directory (no {CONFIG}); pass the "
-                            f"directory a previous `mmx train` printed")
+            raise UserError(
+                f"cannot resume {self.path}: it is not an mmx run directory (no {CONFIG}); pass the "
+                f"directory a previous `mmx train` printed"
+            )
         self.read_config()
         if not self.checkpoint_path("last").is_file():
-            raise UserError(f"cannot resume {self.path}: it has no {CHECKPOINTS}/last.pt (it stopped before its first "
-                            f"epoch ended); start it again without resume=")
+            raise UserError(
+                f"cannot resume {self.path}: it has no {CHECKPOINTS}/last.pt (it stopped before its first "
+                f"epoch ended); start it again without resume="
+            )
 
     def config_for_resume(self, current: DictConfig, overridden: list[str]) -> DictConfig:
         """The config the run was started with; the keys given again now must keep their values."""
@@ -187,11 +204,14 @@ class RunDir:
         saved = self.read_config()
         differences = differing_keys(saved, current, overridden)
         if differences:
-            shown = ", ".join(f"{k} ({OmegaConf.select(saved, k)} -> {OmegaConf.select(current, k)})"
-                              for k in differences[:6])
+            shown = ", ".join(
+                f"{k} ({OmegaConf.select(saved, k)} -> {OmegaConf.select(current, k)})" for k in differences[:6]
+            )
             more = f" and {len(differences) - 6} more" if len(differences) > 6 else ""
-            raise UserError(f"cannot resume {self.path}: its config differs in {shown}{more}; drop those overrides to "
-                            f"continue it as it was started, or start a new run")
+            raise UserError(
+                f"cannot resume {self.path}: its config differs in {shown}{more}; drop those overrides to "
+                f"continue it as it was started, or start a new run"
+            )
         return saved
 
     # --- a live run's claim on the folder -------------------------------------------------------
@@ -216,8 +236,10 @@ class RunDir:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise UserError(f"{self.path} is in use by {holder}; wait for it to finish (or stop it) before "
-                            f"resuming, or train in another directory") from None
+            raise UserError(
+                f"{self.path} is in use by {holder}; wait for it to finish (or stop it) before "
+                f"resuming, or train in another directory"
+            ) from None
         try:
             handle.seek(0)
             handle.truncate()
@@ -247,8 +269,9 @@ class MetricsLog:
         self.path = run.metrics_path
         kept = [row for row in run.read_metrics() if row["epoch"] <= resume_epoch]
         write_atomic(self.path, lambda f: f.write(_csv_text(kept, header=True).encode()))
-        self.tensorboard = SummaryWriter(log_dir=str(run.tensorboard_path),
-                                         purge_step=resume_epoch + 1 if resume_epoch else None)
+        self.tensorboard = SummaryWriter(
+            log_dir=str(run.tensorboard_path), purge_step=resume_epoch + 1 if resume_epoch else None
+        )
 
     def append(self, row: dict) -> None:
         try:
@@ -278,6 +301,7 @@ def _csv_text(rows: list[dict], header: bool = False) -> str:
 
 # --- atomic files ------------------------------------------------------------------------------
 
+
 def write_atomic(path: Path, write: Callable) -> None:
     """``write(binary file)`` into a temporary file of this writer's own beside ``path``, then rename it.
 
@@ -301,10 +325,13 @@ def write_atomic(path: Path, write: Callable) -> None:
 
 def _write_error(error: OSError, path: Path) -> UserError:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return UserError(f"the disk is full: {path} could not be written (nothing half-written was left); free "
-                         f"some space and resume the run")
-    return UserError(f"{path} could not be written ({error.strerror or error}); check the folder's permissions "
-                     f"and free space")
+        return UserError(
+            f"the disk is full: {path} could not be written (nothing half-written was left); free "
+            f"some space and resume the run"
+        )
+    return UserError(
+        f"{path} could not be written ({error.strerror or error}); check the folder's permissions and free space"
+    )
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -327,12 +354,15 @@ def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise UserError(f"{path} is damaged ({_first_line(error)}); delete it to let mmx write it again, or "
-                        f"restore it from a copy") from None
+        raise UserError(
+            f"{path} is damaged ({_first_line(error)}); delete it to let mmx write it again, or restore it from a copy"
+        ) from None
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """torch.save through :func:`write_atomic`: a resume after a kill at any instant finds a whole file."""
+    import torch  # here, not at the top: `mmx --help` should not wait for torch
+
     write_atomic(path, lambda f: torch.save(state, f))
 
 
@@ -342,11 +372,15 @@ def load_checkpoint(path: Path) -> dict:
     A file that is not such a checkpoint (damaged, or crafted to run code when unpickled) is refused
     in one sentence; mmx never retries with ``weights_only=False``.
     """
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise UserError(f"{path} is damaged or not a checkpoint mmx wrote ({_first_line(error)[:120]}); it was not "
-                        f"loaded (mmx loads only tensors and plain data)") from None
+        raise UserError(
+            f"{path} is damaged or not a checkpoint mmx wrote ({_first_line(error)[:120]}); it was not "
+            f"loaded (mmx loads only tensors and plain data)"
+        ) from None
 
 
 def _first_line(error: Exception) -> str:
@@ -355,6 +389,7 @@ def _first_line(error: Exception) -> str:
 
 
 # --- the code that made a run ------------------------------------------------------------------
+
 
 def code_version() -> dict:
     """mmx's version and, in a git checkout, the commit and whether the tree had changes.
@@ -369,12 +404,17 @@ def code_version() -> dict:
         mmx_version = None
     source = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if commit.returncode != 0:
             return {"mmx": mmx_version, "commit": None, "dirty": None}
-        status = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return {"mmx": mmx_version, "commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"mmx": mmx_version, "commit": None, "dirty": None}

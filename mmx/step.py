@@ -5,6 +5,7 @@ point: ``torch.compile`` specialises one graph per point, and ``trainer.cuda_gra
 whole step once per point. Everything that changes from step to step (images, labels, lam,
 permutation, learning rate) is a device tensor, so a captured step replays with no host sync.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,27 +27,44 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def check_graph_settings(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                         precision: str, compile_mode: str | None) -> None:
+def check_graph_settings(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    precision: str,
+    compile_mode: str | None,
+) -> None:
     """What a CUDA-graph step cannot replay, refused in one sentence before anything is captured."""
     if compile_mode in ("reduce-overhead", "max-autotune"):
-        raise UserError(f"trainer.compile_mode={compile_mode} makes CUDA graphs of its own, which cannot nest in "
-                        f"trainer.cuda_graphs; use trainer.compile_mode=default or drop trainer.cuda_graphs")
+        raise UserError(
+            f"trainer.compile_mode={compile_mode} makes CUDA graphs of its own, which cannot nest in "
+            f"trainer.cuda_graphs; use trainer.compile_mode=default or drop trainer.cuda_graphs"
+        )
     if not isinstance(optimizer, torch.optim.SGD):
-        raise UserError(f"trainer.cuda_graphs=true replays torch.optim.SGD updates only, not {type(optimizer).__name__}; "
-                        f"use optim=sgd or drop trainer.cuda_graphs")
+        raise UserError(
+            f"trainer.cuda_graphs=true replays torch.optim.SGD updates only, not {type(optimizer).__name__}; "
+            f"use optim=sgd or drop trainer.cuda_graphs"
+        )
     if not isinstance(optimizer.param_groups[0]["lr"], torch.Tensor):
-        raise UserError("trainer.cuda_graphs=true needs the fused SGD that reads its lr from a device tensor (a graph "
-                        "would freeze a Python lr); drop trainer.fused_sgd=false")
+        raise UserError(
+            "trainer.cuda_graphs=true needs the fused SGD that reads its lr from a device tensor (a graph "
+            "would freeze a Python lr); drop trainer.fused_sgd=false"
+        )
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        raise UserError("trainer.cuda_graphs=true runs in one process, but this run has several; drop it under "
-                        "torchrun (trainer.compile=true works there)")
+        raise UserError(
+            "trainer.cuda_graphs=true runs in one process, but this run has several; drop it under "
+            "torchrun (trainer.compile=true works there)"
+        )
     if precision == "fp16":
-        raise UserError("trainer.cuda_graphs=true cannot replay fp16's loss scaling (it syncs with the host every "
-                        "step); use trainer.precision=bf16 or fp32")
+        raise UserError(
+            "trainer.cuda_graphs=true cannot replay fp16's loss scaling (it syncs with the host every "
+            "step); use trainer.precision=bf16 or fp32"
+        )
     if device.type != "cuda":
-        raise UserError(f"trainer.cuda_graphs=true needs a CUDA device, but this run is on {device.type}; drop it "
-                        f"(trainer.compile=true works on the CPU)")
+        raise UserError(
+            f"trainer.cuda_graphs=true needs a CUDA device, but this run is on {device.type}; drop it "
+            f"(trainer.compile=true works on the CPU)"
+        )
 
 
 def capturable_sgd(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -58,8 +76,10 @@ def capturable_sgd(optimizer: torch.optim.Optimizer, device: torch.device) -> No
     update equals the foreach one up to float rounding (about 1e-7 relative), not bit for bit.
     """
     if not isinstance(optimizer, torch.optim.SGD):
-        raise UserError(f"trainer.fused_sgd fuses torch.optim.SGD only, not {type(optimizer).__name__}; use optim=sgd "
-                        f"or set trainer.fused_sgd=false")
+        raise UserError(
+            f"trainer.fused_sgd fuses torch.optim.SGD only, not {type(optimizer).__name__}; use optim=sgd "
+            f"or set trainer.fused_sgd=false"
+        )
     for group in optimizer.param_groups:
         group["lr"] = torch.tensor(float(group["lr"]), device=device)
         group["fused"], group["foreach"] = True, False
@@ -103,10 +123,22 @@ class TrainStep:
     compiler's cache.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                 loss_fn: Callable, num_classes: int, device: torch.device, precision: str, *,
-                 compile: bool = False, compile_mode: str = "default", compile_backend: str = "inductor",
-                 cuda_graphs: bool = False, programs: int = 1):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        loss_fn: Callable,
+        num_classes: int,
+        device: torch.device,
+        precision: str,
+        *,
+        compile: bool = False,
+        compile_mode: str = "default",
+        compile_backend: str = "inductor",
+        cuda_graphs: bool = False,
+        programs: int = 1,
+    ):
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.loss_fn, self.num_classes = loss_fn, num_classes
         self.device, self.precision = device, precision
@@ -130,9 +162,12 @@ class TrainStep:
     def forward_for(self, point: int | None) -> Callable:
         """The forward+loss of one mixing point (``None``: no mixing), compiled once if asked."""
         if point not in self.forwards:
+
             def forward_loss(images, labels, lam, perm):
                 draw = MixDraw(point, lam, perm) if point is not None else None
-                targets = draw.targets(labels, self.num_classes) if draw else F.one_hot(labels, self.num_classes).float()
+                targets = (
+                    draw.targets(labels, self.num_classes) if draw else F.one_hot(labels, self.num_classes).float()
+                )
                 hook = draw.at_point if draw else None
                 with autocast(self.device, self.precision):
                     logits = self.model(images, at_point=hook)
@@ -163,7 +198,10 @@ class TrainStep:
         """Unused lam and permutation for steps without mixing, made once per batch size (every step
         takes the same arguments, so a graph has the same inputs to copy)."""
         if batch_size not in self.unmixed:
-            self.unmixed[batch_size] = (torch.ones((), device=self.device), torch.arange(batch_size, device=self.device))
+            self.unmixed[batch_size] = (
+                torch.ones((), device=self.device),
+                torch.arange(batch_size, device=self.device),
+            )
         return self.unmixed[batch_size]
 
     def eager(self, point, images, labels, lam, perm):

@@ -3,6 +3,7 @@
 What trains is a :class:`mmx.trainer.Trainer`; what is written where is :mod:`mmx.run_dir`'s. This
 module only says in which order, and what a run that stops early leaves behind.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,7 +50,9 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
     main = ranks.is_main
     info = log.info if main else (lambda *args: None)
     progress = show_progress(cfg.trainer.progress) and main
-    start_epoch, best, wall_seconds = (state["epoch"], state["best"], state["wall_seconds"]) if state else (0, None, 0.0)
+    start_epoch, best, wall_seconds = (
+        (state["epoch"], state["best"], state["wall_seconds"]) if state else (0, None, 0.0)
+    )
     if resume:
         info("resuming %s from epoch %d", run, start_epoch)
     elif main:
@@ -60,8 +63,13 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
 
     record = Record(cfg, trainer, best, wall_seconds)
     metrics_log = run.metrics_log(resume_epoch=start_epoch) if main else None
-    epochs = tqdm(range(start_epoch + 1, cfg.epochs + 1), initial=start_epoch, total=cfg.epochs, desc="training",
-                  disable=not progress)
+    epochs = tqdm(
+        range(start_epoch + 1, cfg.epochs + 1),
+        initial=start_epoch,
+        total=cfg.epochs,
+        desc="training",
+        disable=not progress,
+    )
     try:
         # logging_redirect_tqdm: log lines print above the progress bars, not through them
         with logging_redirect_tqdm(), contextlib.closing(metrics_log) if metrics_log else contextlib.nullcontext():
@@ -81,12 +89,26 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
                     run.save_checkpoint(state, "best")
                 run.write_summary(record.summary(epoch))
                 epochs.set_postfix(test_acc=f"{test['acc']:.2f}", nll=f"{test['nll']:.3f}")
-                info("epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f  %.1fs  %.0f img/s",
-                     epoch, cfg.epochs, lr, row["train_loss"], row["train_acc"], test["acc"], test["nll"], test["ece"],
-                     row["epoch_seconds"], row["train_images_per_second"])
+                info(
+                    "epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f  %.1fs  "
+                    "%.0f img/s",
+                    epoch,
+                    cfg.epochs,
+                    lr,
+                    row["train_loss"],
+                    row["train_acc"],
+                    test["acc"],
+                    test["nll"],
+                    test["ece"],
+                    row["epoch_seconds"],
+                    row["train_images_per_second"],
+                )
     except Diverged as error:
-        kept = (f"the last good checkpoint is {run.checkpoint_path('last')} (epoch {error.epoch - 1})"
-                if error.epoch > 1 else "no checkpoint was written before it")
+        kept = (
+            f"the last good checkpoint is {run.checkpoint_path('last')} (epoch {error.epoch - 1})"
+            if error.epoch > 1
+            else "no checkpoint was written before it"
+        )
         if main:
             run.write_summary(record.summary(error.epoch - 1, stopped=str(error)))
         raise UserError(f"{error}; {kept}; lower optim.lr or try loss/precision settings that keep it finite") from None
@@ -118,32 +140,60 @@ class Record:
 
     def progress(self, epoch: int) -> dict:
         """The loop's part of a checkpoint, beside the trainer's state: where it is, and what made it."""
-        return {"epoch": epoch, "best": self.best, "wall_seconds": self.wall_seconds, "code": self.code,
-                "model_args": model_args(self.cfg, self.trainer)}
+        return {
+            "epoch": epoch,
+            "best": self.best,
+            "wall_seconds": self.wall_seconds,
+            "code": self.code,
+            "model_args": model_args(self.cfg, self.trainer),
+        }
 
     def summary(self, epochs_done: int, stopped: str | None = None) -> dict:
         cfg, trainer = self.cfg, self.trainer
         mixing = cfg.mixup.name != "none"
         return {
-            "experiment": cfg.experiment, "dataset": cfg.dataset.name, "model": cfg.model.name,
-            "mixup": cfg.mixup.name, "alpha": cfg.mixup.alpha if mixing else None,
-            "points": list(cfg.mixup.points) if mixing else [], "loss": cfg.loss.name, "seed": cfg.seed,
-            "epochs": cfg.epochs, "epochs_done": epochs_done, "smoke": cfg.smoke,
-            "labels_per_class": cfg.dataset.labels_per_class, "finished": epochs_done == cfg.epochs and not stopped,
-            "stopped": stopped, "final": self.final, "best": self.best, "wall_seconds": self.wall_seconds,
-            "device": device_name(trainer.device), "precision": trainer.precision, "world_size": trainer.ranks.world_size,
-            "compile": cfg.trainer.compile, "cuda_graphs": cfg.trainer.cuda_graphs,
-            "captured_points": sorted(p for p in trainer.step.graphs if p is not None) if cfg.trainer.cuda_graphs else None,
-            "model_args": model_args(cfg, trainer), "torch": torch.__version__, "code": self.code,
+            "experiment": cfg.experiment,
+            "dataset": cfg.dataset.name,
+            "model": cfg.model.name,
+            "mixup": cfg.mixup.name,
+            "alpha": cfg.mixup.alpha if mixing else None,
+            "points": list(cfg.mixup.points) if mixing else [],
+            "loss": cfg.loss.name,
+            "seed": cfg.seed,
+            "epochs": cfg.epochs,
+            "epochs_done": epochs_done,
+            "smoke": cfg.smoke,
+            "labels_per_class": cfg.dataset.labels_per_class,
+            "finished": epochs_done == cfg.epochs and not stopped,
+            "stopped": stopped,
+            "final": self.final,
+            "best": self.best,
+            "wall_seconds": self.wall_seconds,
+            "device": device_name(trainer.device),
+            "precision": trainer.precision,
+            "world_size": trainer.ranks.world_size,
+            "compile": cfg.trainer.compile,
+            "cuda_graphs": cfg.trainer.cuda_graphs,
+            "captured_points": sorted(p for p in trainer.step.graphs if p is not None)
+            if cfg.trainer.cuda_graphs
+            else None,
+            "model_args": model_args(cfg, trainer),
+            "torch": torch.__version__,
+            "code": self.code,
         }
 
 
 def model_args(cfg: DictConfig, trainer: Trainer) -> dict:
     """What rebuilds the network without its data (``mmx.load_run``): its config and the data's shape."""
     data = trainer.data
-    return {"model": OmegaConf.to_container(cfg.model, resolve=True), "num_classes": data.num_classes,
-            "in_channels": data.channels, "image_size": data.image_size,
-            "mean": list(cfg.dataset.mean), "std": list(cfg.dataset.std)}
+    return {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "num_classes": data.num_classes,
+        "in_channels": data.channels,
+        "image_size": data.image_size,
+        "mean": list(cfg.dataset.mean),
+        "std": list(cfg.dataset.std),
+    }
 
 
 def show_progress(setting) -> bool:

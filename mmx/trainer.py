@@ -3,6 +3,7 @@
 The loop (:mod:`mmx.train`) asks a :class:`Trainer` to train an epoch, to evaluate and for its
 state; it never reaches inside or patches it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -19,8 +20,18 @@ from mmx.data import Normalizer
 from mmx.distributed import Ranks, gather_rows, shard_bounds, sum_across, sync_buffers
 from mmx.errors import UserError
 from mmx.metrics import classification_metrics
-from mmx.parts import (configure_backends, create_loss, create_mixer, create_model, create_optimizer, create_schedule,
-                       load_data, resolve_device, resolve_precision, uses_channels_last)
+from mmx.parts import (
+    configure_backends,
+    create_loss,
+    create_mixer,
+    create_model,
+    create_optimizer,
+    create_schedule,
+    load_data,
+    resolve_device,
+    resolve_precision,
+    uses_channels_last,
+)
 from mmx.run_dir import save_checkpoint  # noqa: F401 - re-exported for callers that save a trainer's state
 from mmx.step import TrainStep, autocast, capturable_sgd
 
@@ -56,8 +67,10 @@ class Trainer:
         self.channels_last = uses_channels_last(cfg.trainer.channels_last, self.device)
         if cfg.trainer.sync_bn and ranks.active:
             if self.device.type != "cuda":
-                raise UserError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm runs on GPUs only); "
-                                "drop it or train on GPUs")
+                raise UserError(
+                    "trainer.sync_bn=true needs CUDA devices (SyncBatchNorm runs on GPUs only); "
+                    "drop it or train on GPUs"
+                )
             network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.network = network.to(self.device, memory_format=memory_format)
@@ -66,25 +79,44 @@ class Trainer:
         self.scheduler = create_schedule(cfg.schedule, self.optimizer)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.normalizer = Normalizer(cfg.dataset.mean, cfg.dataset.std, self.device)
-        self.batches = self.data.train_batches(cfg.batch_size, self.normalizer, crop_padding=cfg.dataset.crop_padding,
-                                               flip=cfg.dataset.flip, seed=cfg.seed * 1000 + 1, rank=ranks.rank,
-                                               world_size=ranks.world_size, memory_format=memory_format)
+        self.batches = self.data.train_batches(
+            cfg.batch_size,
+            self.normalizer,
+            crop_padding=cfg.dataset.crop_padding,
+            flip=cfg.dataset.flip,
+            seed=cfg.seed * 1000 + 1,
+            rank=ranks.rank,
+            world_size=ranks.world_size,
+            memory_format=memory_format,
+        )
         # Each process mixes within its own slice of the batch, with draws of its own.
-        self.mixer = create_mixer(cfg.mixup, self.network.num_points, self.device,
-                                  seed=cfg.seed * 1000 + 2 + 7919 * ranks.rank)
+        self.mixer = create_mixer(
+            cfg.mixup, self.network.num_points, self.device, seed=cfg.seed * 1000 + 2 + 7919 * ranks.rank
+        )
         if state is not None:
             self.load_state_dict(state)
         if uses_fused_sgd(cfg.trainer):
             capturable_sgd(self.optimizer, self.device)
         self.model = self.network
         if ranks.active:  # gradients averaged across processes; parameters and buffers start from rank 0's
-            self.model = DistributedDataParallel(self.network,
-                                                 device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.model = DistributedDataParallel(
+                self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         trainer = cfg.trainer
-        self.step = TrainStep(self.model, self.optimizer, self.scaler, create_loss(cfg.loss), self.data.num_classes,
-                              self.device, self.precision, compile=trainer.compile, compile_mode=trainer.compile_mode,
-                              compile_backend=trainer.compile_backend, cuda_graphs=trainer.cuda_graphs,
-                              programs=len(self.mixer.programs))
+        self.step = TrainStep(
+            self.model,
+            self.optimizer,
+            self.scaler,
+            create_loss(cfg.loss),
+            self.data.num_classes,
+            self.device,
+            self.precision,
+            compile=trainer.compile,
+            compile_mode=trainer.compile_mode,
+            compile_backend=trainer.compile_backend,
+            cuda_graphs=trainer.cuda_graphs,
+            programs=len(self.mixer.programs),
+        )
 
     @property
     def lr(self) -> float:
@@ -108,8 +140,9 @@ class Trainer:
         correct = torch.zeros((), device=self.device)
         start = time.perf_counter()
         done = 0
-        for images, labels in tqdm(itertools.islice(self.batches, steps), total=steps, desc=f"epoch {epoch}",
-                                   leave=False, disable=not progress):
+        for images, labels in tqdm(
+            itertools.islice(self.batches, steps), total=steps, desc=f"epoch {epoch}", leave=False, disable=not progress
+        ):
             loss, step_correct = self.step(images, labels, self.mixer.draw(len(images)))
             step_losses[done] = loss
             correct += step_correct
@@ -126,12 +159,20 @@ class Trainer:
             bad = int((~finite).nonzero()[0]) + 1
             raise Diverged(epoch, f"the training loss became {float(losses[bad - 1])} at epoch {epoch}, step {bad}")
         if not all_finite(self.network):  # a finite loss can still be followed by an update that overflows
-            raise Diverged(epoch, f"the weights became non-finite in epoch {epoch} although its losses were finite "
-                                  f"(an update of its last steps overflowed)")
+            raise Diverged(
+                epoch,
+                f"the weights became non-finite in epoch {epoch} although its losses were finite "
+                f"(an update of its last steps overflowed)",
+            )
         self.scheduler.step()
         images = done * self.batches.batch_size
-        return {"train_loss": float(losses.mean()), "train_acc": float(correct) / images * 100,
-                "train_seconds": seconds, "train_images_per_second": images / seconds, "step_losses": losses.tolist()}
+        return {
+            "train_loss": float(losses.mean()),
+            "train_acc": float(correct) / images * 100,
+            "train_seconds": seconds,
+            "train_images_per_second": images / seconds,
+            "step_losses": losses.tolist(),
+        }
 
     @torch.inference_mode()
     def evaluate(self, max_batches: int | None = None) -> dict:
@@ -152,8 +193,9 @@ class Trainer:
             with autocast(self.device, self.precision):
                 logits.append(self.network(images.contiguous(memory_format=memory_format)).float())
             labels.append(batch_labels)
-        return classification_metrics(gather_rows(torch.cat(logits), count, self.ranks),
-                                      gather_rows(torch.cat(labels), count, self.ranks))
+        return classification_metrics(
+            gather_rows(torch.cat(logits), count, self.ranks), gather_rows(torch.cat(labels), count, self.ranks)
+        )
 
     def state_dict(self) -> dict:
         """Everything a resume needs to continue exactly: weights, optimiser, schedule, scaler, generators.
@@ -162,16 +204,23 @@ class Trainer:
         collective: every process must call it).
         """
         own = {"data": self.batches.state_dict(), "mixer": self.mixer.state_dict()}
-        return {"world_size": self.ranks.world_size, "model": self.network.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "process_rng": distributed.gather_objects(own, self.ranks),
-                "global_rng": global_rng_state()}
+        return {
+            "world_size": self.ranks.world_size,
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "process_rng": distributed.gather_objects(own, self.ranks),
+            "global_rng": global_rng_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` (before the first step: the constructor does it when given ``state``)."""
         if state["world_size"] != self.ranks.world_size:
-            raise UserError(f"this run was trained by {state['world_size']} process(es) and is resumed by "
-                            f"{self.ranks.world_size}; resume it with --nproc_per_node={state['world_size']} (in total)")
+            raise UserError(
+                f"this run was trained by {state['world_size']} process(es) and is resumed by "
+                f"{self.ranks.world_size}; resume it with --nproc_per_node={state['world_size']} (in total)"
+            )
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -24,6 +24,7 @@ It writes ``check.json``, ``summary.md`` and ``check.log`` (and the bench JSON) 
 ``results/gpu/<gpu-name>/`` and exits non-zero if anything failed. On a CPU it runs the parts a CPU
 can run (compiled and fused-SGD steps against eager, at tiny width) and names the GPU parts it skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,10 @@ BAD_LOG = {
     "Traceback (most recent call last)": "a traceback",
 }
 TARGETS = [  # (model, batch size, images/s): the performance issue's targets for an H100-class GPU
-    ("preactresnet18", 100, 40_000), ("preactresnet18", 512, 100_000), ("wrn28_10", 128, 12_000)]
+    ("preactresnet18", 100, 40_000),
+    ("preactresnet18", 512, 100_000),
+    ("wrn28_10", 128, 12_000),
+]
 MIXING_COST_TARGET = 0.03
 BENCH_GROUPS = {
     "bench-r18-100": ["--models", "preactresnet18", "--batch-sizes", "100", "--paths", "reference,fast,graphs"],
@@ -55,28 +59,37 @@ BENCH_GROUPS = {
     "bench-wrn-128": ["--models", "wrn28_10", "--batch-sizes", "128", "--paths", "reference,fast,graphs"],
 }
 # part -> (seconds allowed on a GPU, whether a CPU can run it)
-PARTS = {"graphs": (90, True), "compile": (200, True), "bf16": (90, False), "fp16": (60, False),
-         **{name: (150 if "512" in name else 100, False) for name in BENCH_GROUPS}}
+PARTS = {
+    "graphs": (90, True),
+    "compile": (200, True),
+    "bf16": (90, False),
+    "fp16": (60, False),
+    **{name: (150 if "512" in name else 100, False) for name in BENCH_GROUPS},
+}
 
 
 # ---------------------------------------------------------------------------------------------
 # The parent: environment, one subprocess per part, the log scan, check.json and summary.md.
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None, help="folder for the results (default: results/gpu/<gpu-name>)")
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of: " + ", ".join(PARTS))
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiply every part's time limit")
-    parser.add_argument("--part", help=argparse.SUPPRESS)      # internal: run one part in this process
-    parser.add_argument("--result", help=argparse.SUPPRESS)    # internal: where that part writes its JSON
+    parser.add_argument("--part", help=argparse.SUPPRESS)  # internal: run one part in this process
+    parser.add_argument("--result", help=argparse.SUPPRESS)  # internal: where that part writes its JSON
     args = parser.parse_args(argv)
     if args.part:
         return run_part(args.part, Path(args.result))
 
     missing = [name for name in ("hydra", "omegaconf", "antlr4") if importlib.util.find_spec(name) is None]
     if missing:
-        print(f"gpu_check: error: {', '.join(missing)} not importable; bring hydra-core, omegaconf and "
-              f"antlr4-python3-runtime as wheels and put them on PYTHONPATH (README, 'Checking a GPU')", file=sys.stderr)
+        print(
+            f"gpu_check: error: {', '.join(missing)} not importable; bring hydra-core, omegaconf and "
+            f"antlr4-python3-runtime as wheels and put them on PYTHONPATH (README, 'Checking a GPU')",
+            file=sys.stderr,
+        )
         return 2
     ensure_mmx_installed()
     import torch
@@ -100,15 +113,24 @@ def main(argv: list[str] | None = None) -> int:
         limit = limit * args.time_scale * (1 if cuda else 3)
         results[name], text = run_in_subprocess(name, out, limit)
         log.append(f"===== {name} ({results[name]['status']}, {results[name]['seconds']:.0f} s)\n{text}")
-        print(f"{name:<14} {results[name]['status']:<8} {results[name]['seconds']:6.0f} s  "
-              f"{results[name].get('reason', '')}", flush=True)
+        print(
+            f"{name:<14} {results[name]['status']:<8} {results[name]['seconds']:6.0f} s  "
+            f"{results[name].get('reason', '')}",
+            flush=True,
+        )
     (out / "check.log").write_text("\n".join(log))
-    report = {"environment": environment, "seconds": time.perf_counter() - started, "parts": results,
-              "passed": all(r["status"] in ("passed", "skipped") for r in results.values())}
+    report = {
+        "environment": environment,
+        "seconds": time.perf_counter() - started,
+        "parts": results,
+        "passed": all(r["status"] in ("passed", "skipped") for r in results.values()),
+    }
     (out / "check.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "summary.md").write_text(summary(report, out))
-    print(f"{'passed' if report['passed'] else 'FAILED'} in {report['seconds']:.0f} s; wrote {out}/check.json, "
-          f"summary.md and check.log")
+    print(
+        f"{'passed' if report['passed'] else 'FAILED'} in {report['seconds']:.0f} s; wrote {out}/check.json, "
+        f"summary.md and check.log"
+    )
     return 0 if report["passed"] else 1
 
 
@@ -117,17 +139,39 @@ def ensure_mmx_installed() -> None:
     if importlib.util.find_spec("mmx") is not None and importlib.util.find_spec("mmx.configs") is not None:
         return
     print("installing mmx from this checkout (pip install --no-deps -e .)", flush=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-e", str(REPO)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-e",
+            str(REPO),
+        ],
+        check=True,
+    )
 
 
 def describe_environment(torch, cuda: bool) -> dict:
-    env = {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-           "python": platform.python_version(), "host": platform.node()}
+    env = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "python": platform.python_version(),
+        "host": platform.node(),
+    }
     if cuda:
         properties = torch.cuda.get_device_properties(0)
-        env.update(device=properties.name, memory_gib=round(properties.total_memory / 2**30, 1),
-                   capability=f"{properties.major}.{properties.minor}", driver=driver_version())
+        env.update(
+            device=properties.name,
+            memory_gib=round(properties.total_memory / 2**30, 1),
+            capability=f"{properties.major}.{properties.minor}",
+            driver=driver_version(),
+        )
     else:
         env.update(device="cpu", threads=torch.get_num_threads(), driver=None)
     return env
@@ -135,8 +179,16 @@ def describe_environment(torch, cuda: bool) -> dict:
 
 def driver_version() -> str | None:
     try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+        return (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            .stdout.strip()
+            .splitlines()[0]
+        )
     except (OSError, subprocess.SubprocessError, IndexError):
         return None
 
@@ -152,8 +204,14 @@ def run_in_subprocess(name: str, out: Path, limit: float) -> tuple[dict, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MMX_BENCH_OUT": str(out)}
     started = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, __file__, "--part", name, "--result", str(result_path)], cwd=REPO,
-                              env=env, capture_output=True, text=True, timeout=limit)
+        done = subprocess.run(
+            [sys.executable, __file__, "--part", name, "--result", str(result_path)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=limit,
+        )
         text, returncode = done.stdout + done.stderr, done.returncode
     except subprocess.TimeoutExpired as timeout:
         text = _text(timeout.stdout) + _text(timeout.stderr)
@@ -185,30 +243,55 @@ def last_line(text: str) -> str:
 
 def summary(report: dict, out: Path) -> str:
     env = report["environment"]
-    lines = [f"# mmx gpu-check on {env['device']}", "",
-             f"{'PASSED' if report['passed'] else 'FAILED'} in {report['seconds']:.0f} s. torch {env['torch']}, "
-             f"CUDA {env['cuda']}, cuDNN {env['cudnn']}, driver {env['driver']}, Python {env['python']}.", "",
-             "| part | status | seconds | check | value | limit | ok |", "|---|---|---:|---|---:|---:|---|"]
+    lines = [
+        f"# mmx gpu-check on {env['device']}",
+        "",
+        f"{'PASSED' if report['passed'] else 'FAILED'} in {report['seconds']:.0f} s. torch {env['torch']}, "
+        f"CUDA {env['cuda']}, cuDNN {env['cudnn']}, driver {env['driver']}, Python {env['python']}.",
+        "",
+        "| part | status | seconds | check | value | limit | ok |",
+        "|---|---|---:|---|---:|---:|---|",
+    ]
     for name, part in report["parts"].items():
         first = True
         for check in part.get("checks", []) or [{}]:
-            head = (f"| {name} | {part['status']}{' (' + part['reason'] + ')' if part.get('reason') else ''} | "
-                    f"{part.get('seconds', 0):.0f} |" if first else "| | | |")
-            lines.append(f"{head} {check.get('name', '')} | {_fmt(check.get('value'))} | {_fmt(check.get('limit'))} | "
-                         f"{'' if not check else ('yes' if check['ok'] else 'NO')} |")
+            head = (
+                f"| {name} | {part['status']}{' (' + part['reason'] + ')' if part.get('reason') else ''} | "
+                f"{part.get('seconds', 0):.0f} |"
+                if first
+                else "| | | |"
+            )
+            lines.append(
+                f"{head} {check.get('name', '')} | {_fmt(check.get('value'))} | {_fmt(check.get('limit'))} | "
+                f"{'' if not check else ('yes' if check['ok'] else 'NO')} |"
+            )
             first = False
     bench = [r for part in report["parts"].values() for r in part.get("bench", [])]
     if bench:
-        lines += ["", "## Throughput (mmx bench; images/s, median of 3 repeats)", "",
-                  "| model | regime | batch | path | precision | images/s | of peak | graphs |",
-                  "|---|---|---:|---|---|---:|---:|---|"]
+        lines += [
+            "",
+            "## Throughput (mmx bench; images/s, median of 3 repeats)",
+            "",
+            "| model | regime | batch | path | precision | images/s | of peak | graphs |",
+            "|---|---|---:|---|---|---:|---:|---|",
+        ]
         for r in bench:
-            graphs = f"{r.get('compiled_graphs', r.get('captured_graphs', ''))}/{r.get('programs', '')}" \
-                if r["path"] not in ("reference", "fast") else ""
-            lines.append(f"| {r['model']} | {r['regime']} | {r['batch_size']} | {r['path']} | {r['precision']} | "
-                         f"{r['images_per_second']:,.0f} | {r.get('fraction_of_peak', float('nan')):.1%} | {graphs} |")
-        lines += ["", "## Against the targets (H100-class GPU)", "", "| model | batch | best path | images/s | target | "
-                  "met | mixing cost (same path) |", "|---|---:|---|---:|---:|---|---:|"]
+            graphs = (
+                f"{r.get('compiled_graphs', r.get('captured_graphs', ''))}/{r.get('programs', '')}"
+                if r["path"] not in ("reference", "fast")
+                else ""
+            )
+            lines.append(
+                f"| {r['model']} | {r['regime']} | {r['batch_size']} | {r['path']} | {r['precision']} | "
+                f"{r['images_per_second']:,.0f} | {r.get('fraction_of_peak', float('nan')):.1%} | {graphs} |"
+            )
+        lines += [
+            "",
+            "## Against the targets (H100-class GPU)",
+            "",
+            "| model | batch | best path | images/s | target | met | mixing cost (same path) |",
+            "|---|---:|---|---:|---:|---|---:|",
+        ]
         for model, batch, target in TARGETS:
             rows = [r for r in bench if r["model"] == model and r["batch_size"] == batch and r["path"] != "reference"]
             if not rows:
@@ -217,9 +300,11 @@ def summary(report: dict, out: Path) -> str:
             plain = next((r for r in rows if r["path"] == best["path"] and r["regime"] == "none"), None)
             mixed = next((r for r in rows if r["path"] == best["path"] and r["regime"] == "manifold"), None)
             cost = plain["images_per_second"] / mixed["images_per_second"] - 1 if plain and mixed else float("nan")
-            lines.append(f"| {model} | {batch} | {best['path']} ({best['regime']}) | {best['images_per_second']:,.0f} | "
-                         f"{target:,} | {'yes' if best['images_per_second'] >= target else 'no'} | {cost:+.1%} "
-                         f"({'< ' if cost < MIXING_COST_TARGET else '>= '}{MIXING_COST_TARGET:.0%}) |")
+            lines.append(
+                f"| {model} | {batch} | {best['path']} ({best['regime']}) | {best['images_per_second']:,.0f} | "
+                f"{target:,} | {'yes' if best['images_per_second'] >= target else 'no'} | {cost:+.1%} "
+                f"({'< ' if cost < MIXING_COST_TARGET else '>= '}{MIXING_COST_TARGET:.0%}) |"
+            )
     skipped = [name for name, part in report["parts"].items() if part["status"] == "skipped"]
     if skipped:
         lines += ["", f"Skipped (no CUDA device): {', '.join(skipped)}."]
@@ -239,6 +324,7 @@ def _fmt(value) -> str:
 # ---------------------------------------------------------------------------------------------
 # The parts, each run in its own process.
 
+
 def run_part(name: str, result_path: Path) -> int:
     import torch
 
@@ -249,7 +335,10 @@ def run_part(name: str, result_path: Path) -> int:
         import traceback
 
         traceback.print_exc()
-        result = {"status": "failed", "reason": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
+        result = {
+            "status": "failed",
+            "reason": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+        }
     result_path.write_text(json.dumps(result, indent=2))
     return 0
 
@@ -284,9 +373,17 @@ def train(overrides: list[str], epochs: int) -> dict:
         accuracy = trainer.evaluate()["acc"]
     params = torch.cat([p.detach().float().flatten() for p in trainer.network.parameters()]).cpu()
     first_bn = next(m for m in trainer.network.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    return {"step_losses": steps, "epoch_losses": epoch_losses, "lrs": lrs, "test_acc": accuracy, "params": params,
-            "bn_batches": int(first_bn.num_batches_tracked), "graphs": sorted(map(str, trainer.step.graphs)),
-            "programs": len(trainer.step.forwards), "trainer": trainer}
+    return {
+        "step_losses": steps,
+        "epoch_losses": epoch_losses,
+        "lrs": lrs,
+        "test_acc": accuracy,
+        "params": params,
+        "bn_batches": int(first_bn.num_batches_tracked),
+        "graphs": sorted(map(str, trainer.step.graphs)),
+        "programs": len(trainer.step.forwards),
+        "trainer": trainer,
+    }
 
 
 def max_difference(a, b) -> float:
@@ -304,33 +401,56 @@ def part_graphs(cuda: bool) -> dict:
 
     On a CPU: the fused tensor-lr SGD (what graphs replay) against the default foreach SGD.
     """
-    base = [*digits_overrides(cuda), "mixup=manifold", "mixup.points=[0,1,2]", "trainer.precision=fp32",
-            "trainer.deterministic=true", "schedule.milestones=[2]"]
+    base = [
+        *digits_overrides(cuda),
+        "mixup=manifold",
+        "mixup.points=[0,1,2]",
+        "trainer.precision=fp32",
+        "trainer.deterministic=true",
+        "schedule.milestones=[2]",
+    ]
     eager = train(base, 3)
     fused = train([*base, "trainer.fused_sgd=true"], 3)
-    checks = [check("fused SGD vs default eager: epoch-1 loss, relative difference",
-                    relative(fused["epoch_losses"][0], eager["epoch_losses"][0]), 1e-3,
-                    relative(fused["epoch_losses"][0], eager["epoch_losses"][0]) <= 1e-3),
-              check("lr drops x0.1 at the milestone (fused)", fused["lrs"], "[lr, lr, lr/10]",
-                    _dropped(fused["lrs"]))]
+    checks = [
+        check(
+            "fused SGD vs default eager: epoch-1 loss, relative difference",
+            relative(fused["epoch_losses"][0], eager["epoch_losses"][0]),
+            1e-3,
+            relative(fused["epoch_losses"][0], eager["epoch_losses"][0]) <= 1e-3,
+        ),
+        check("lr drops x0.1 at the milestone (fused)", fused["lrs"], "[lr, lr, lr/10]", _dropped(fused["lrs"])),
+    ]
     if not cuda:
         return outcome(checks)
     graphs = train([*base, "trainer.cuda_graphs=true"], 3)
     total_steps = len(graphs["step_losses"])
     checks += [
-        check("graphs vs fused eager: per-step losses, max |difference|",
-              max_difference(graphs["step_losses"], fused["step_losses"]), 1e-6,
-              max_difference(graphs["step_losses"], fused["step_losses"]) <= 1e-6),
-        check("graphs vs fused eager: final parameters, max |difference|",
-              max_difference(graphs["params"], fused["params"]), 1e-6,
-              max_difference(graphs["params"], fused["params"]) <= 1e-6),
+        check(
+            "graphs vs fused eager: per-step losses, max |difference|",
+            max_difference(graphs["step_losses"], fused["step_losses"]),
+            1e-6,
+            max_difference(graphs["step_losses"], fused["step_losses"]) <= 1e-6,
+        ),
+        check(
+            "graphs vs fused eager: final parameters, max |difference|",
+            max_difference(graphs["params"], fused["params"]),
+            1e-6,
+            max_difference(graphs["params"], fused["params"]) <= 1e-6,
+        ),
         check("every mixing point captured", graphs["graphs"], "['0', '1', '2']", graphs["graphs"] == ["0", "1", "2"]),
-        check("first BatchNorm counted every step (replays ran)", graphs["bn_batches"], total_steps,
-              graphs["bn_batches"] == total_steps),
+        check(
+            "first BatchNorm counted every step (replays ran)",
+            graphs["bn_batches"],
+            total_steps,
+            graphs["bn_batches"] == total_steps,
+        ),
         check("lr drops x0.1 at the milestone (graphs)", graphs["lrs"], "[lr, lr, lr/10]", _dropped(graphs["lrs"])),
-        check("graphs vs default eager: epoch-1 loss, relative difference",
-              relative(graphs["epoch_losses"][0], eager["epoch_losses"][0]), 1e-3,
-              relative(graphs["epoch_losses"][0], eager["epoch_losses"][0]) <= 1e-3),
+        check(
+            "graphs vs default eager: epoch-1 loss, relative difference",
+            relative(graphs["epoch_losses"][0], eager["epoch_losses"][0]),
+            1e-3,
+            relative(graphs["epoch_losses"][0], eager["epoch_losses"][0]) <= 1e-3,
+        ),
     ]
     smoke = smoke_run([*digits_overrides(cuda), "mixup=manifold", "mixup.points=[0,1,2]", "trainer.cuda_graphs=true"])
     checks.append(check("smoke run with graphs: points captured", smoke, "[0, 1, 2]", smoke == [0, 1, 2]))
@@ -342,8 +462,11 @@ def smoke_run(overrides: list[str]) -> list:
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        subprocess.run([sys.executable, "-m", "mmx", "train", *overrides, "smoke=on", f"hydra.run.dir={folder}/run"],
-                       check=True, cwd=folder)
+        subprocess.run(
+            [sys.executable, "-m", "mmx", "train", *overrides, "smoke=on", f"hydra.run.dir={folder}/run"],
+            check=True,
+            cwd=folder,
+        )
         return json.loads(Path(folder, "run", "summary.json").read_text())["captured_points"]
 
 
@@ -367,11 +490,20 @@ def part_compile(cuda: bool) -> dict:
     for name, extra in variants.items():
         compiled = train([*base, *extra], 1)
         graphs = compiled_graphs()
-        checks += [check(f"{name} vs eager: epoch-1 loss, relative difference",
-                         relative(compiled["epoch_losses"][0], eager["epoch_losses"][0]), 1e-3,
-                         relative(compiled["epoch_losses"][0], eager["epoch_losses"][0]) <= 1e-3),
-                   check(f"{name}: dynamo graphs per program (no breaks, no fallback)", f"{graphs}/{compiled['programs']}",
-                         "1 per program", graphs == compiled["programs"])]
+        checks += [
+            check(
+                f"{name} vs eager: epoch-1 loss, relative difference",
+                relative(compiled["epoch_losses"][0], eager["epoch_losses"][0]),
+                1e-3,
+                relative(compiled["epoch_losses"][0], eager["epoch_losses"][0]) <= 1e-3,
+            ),
+            check(
+                f"{name}: dynamo graphs per program (no breaks, no fallback)",
+                f"{graphs}/{compiled['programs']}",
+                "1 per program",
+                graphs == compiled["programs"],
+            ),
+        ]
     return outcome(checks)
 
 
@@ -383,7 +515,9 @@ def part_bf16(cuda: bool) -> dict:
     checks = []
     for name, extra in (("eager", []), ("graphs", ["trainer.cuda_graphs=true"])):
         run = train([*base, *extra], 10)
-        checks.append(check(f"bf16 {name}: test accuracy after 10 epochs (%)", run["test_acc"], 90, run["test_acc"] >= 90))
+        checks.append(
+            check(f"bf16 {name}: test accuracy after 10 epochs (%)", run["test_acc"], 90, run["test_acc"] >= 90)
+        )
         trainer = run["trainer"]
         steps = 0
         torch.cuda.synchronize()
@@ -406,15 +540,23 @@ def part_fp16(cuda: bool) -> dict:
 
     run = train([*digits_overrides(cuda), "trainer.precision=fp16", "schedule.milestones=[4]"], 5)
     finite = all(map(lambda v: v == v and abs(v) != float("inf"), run["step_losses"]))
-    checks = [check("fp16 eager: every step's loss finite", finite, True, finite),
-              check("fp16 eager: test accuracy after 5 epochs (%)", run["test_acc"], 85, run["test_acc"] >= 85)]
+    checks = [
+        check("fp16 eager: every step's loss finite", finite, True, finite),
+        check("fp16 eager: test accuracy after 5 epochs (%)", run["test_acc"], 85, run["test_acc"] >= 85),
+    ]
     try:
         train([*digits_overrides(cuda), "trainer.precision=fp16", "trainer.cuda_graphs=true"], 1)
         refused = "accepted"
     except UserError as error:
         refused = str(error)
-    checks.append(check("fp16 with graphs refused in one sentence", refused[:90], "cannot replay fp16",
-                        "cannot replay fp16" in refused and "\n" not in refused))
+    checks.append(
+        check(
+            "fp16 with graphs refused in one sentence",
+            refused[:90],
+            "cannot replay fp16",
+            "cannot replay fp16" in refused and "\n" not in refused,
+        )
+    )
     return outcome(checks)
 
 
@@ -423,13 +565,32 @@ def part_bench(name: str) -> dict:
     from mmx.bench import main as bench
 
     out = Path(os.environ.get("MMX_BENCH_OUT", ".")) / f"{name}.json"
-    code = bench([*BENCH_GROUPS[name], "--regimes", "none,manifold", "--steps", "30", "--warmup", "40",
-                  "--repeats", "3", "--out", str(out)])
+    code = bench(
+        [
+            *BENCH_GROUPS[name],
+            "--regimes",
+            "none,manifold",
+            "--steps",
+            "30",
+            "--warmup",
+            "40",
+            "--repeats",
+            "3",
+            "--out",
+            str(out),
+        ]
+    )
     rows = json.loads(out.read_text())["results"]
-    checks = [check(f"{r['path']} {r['regime']}: graphs per program", f"{r.get('compiled_graphs', r.get('captured_graphs'))}/"
-                    f"{r['programs']}", "1 per program",
-                    r.get("compiled_graphs" if "compiled" in r["path"] else "captured_graphs") == r["programs"])
-              for r in rows if r["path"] not in ("reference", "fast")]
+    checks = [
+        check(
+            f"{r['path']} {r['regime']}: graphs per program",
+            f"{r.get('compiled_graphs', r.get('captured_graphs'))}/{r['programs']}",
+            "1 per program",
+            r.get("compiled_graphs" if "compiled" in r["path"] else "captured_graphs") == r["programs"],
+        )
+        for r in rows
+        if r["path"] not in ("reference", "fast")
+    ]
     return outcome([check("mmx bench exit status", code, 0, code == 0), *checks], bench=rows)
 
 

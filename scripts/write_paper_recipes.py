@@ -4,6 +4,7 @@
 The recipes are generated so that 68 files cannot drift apart; tests/test_recipes.py checks that
 the committed files are exactly what this script writes. Run it after changing a cell below.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,19 +15,24 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiment" / "
 PUBLIC_CODE = "# recipe=public_code follows the public code instead (docs/paper.md: its length, IEEE fp32"
 LENGTH_NOTE = {
     "paper_text": "recipe=paper_text (default here: the paper text's 1200 epochs, lr x0.1 at 400 and 800).\n"
-                  f"{PUBLIC_CODE}, 2000 epochs with x0.1 at 500, 1000 and 1500).",
+    f"{PUBLIC_CODE}, 2000 epochs with x0.1 at 500, 1000 and 1500).",
     "paper_long": "recipe=paper_long (default here: the paper's 2000 epochs, lr x0.1 at 1000 and 1500).\n"
-                  f"{PUBLIC_CODE}, 2000 epochs with x0.1 at 500, 1000 and 1500).",
+    f"{PUBLIC_CODE}, 2000 epochs with x0.1 at 500, 1000 and 1500).",
     "wrn": "recipe=wrn (400 epochs, lr x0.1 at 200 and 300, in the paper and its public code alike).\n"
-           f"{PUBLIC_CODE}, the same 400 epochs).",
+    f"{PUBLIC_CODE}, the same 400 epochs).",
 }
-TABLE_TITLES = {"table1": "Table 1 (CIFAR-10 = 1a, CIFAR-100 = 1b)", "table2": "Table 2 (SVHN)",
-                "table3": "Table 3 (Tiny-ImageNet)", "table5": "Table 5 (eligible mixing points)",
-                "table6": "Table 6 (alpha sweep)"}
+TABLE_TITLES = {
+    "table1": "Table 1 (CIFAR-10 = 1a, CIFAR-100 = 1b)",
+    "table2": "Table 2 (SVHN)",
+    "table3": "Table 3 (Tiny-ImageNet)",
+    "table5": "Table 5 (eligible mixing points)",
+    "table6": "Table 6 (alpha sweep)",
+}
 DEFAULT_ALPHA = {"input": 1.0, "manifold": 2.0}
 # The public code's data settings that differ from mmx's dataset defaults and that the text does not state.
 PUBLIC_CODE_DATA = {
-    "cifar10": {"crop_padding": 2}, "cifar100": {"crop_padding": 2},  # load_data_subset pads by 2
+    "cifar10": {"crop_padding": 2},
+    "cifar100": {"crop_padding": 2},  # load_data_subset pads by 2
     "tinyimagenet": {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"},
 }
 
@@ -38,22 +44,63 @@ def cells():
             for model in ("preactresnet18", "preactresnet34", "wrn28_10"):
                 recipe = "wrn" if model.startswith("wrn") else "paper_text"
                 for regime in ("none", "input", "manifold"):
-                    yield table, f"{dataset}_{model}_{regime}", dataset, model, regime, DEFAULT_ALPHA.get(regime), \
-                        [0, 1, 2] if regime == "manifold" else None, recipe
-    yield "table3", "tinyimagenet_preactresnet18_none", "tinyimagenet", "preactresnet18", "none", None, None, "paper_long"
+                    yield (
+                        table,
+                        f"{dataset}_{model}_{regime}",
+                        dataset,
+                        model,
+                        regime,
+                        DEFAULT_ALPHA.get(regime),
+                        [0, 1, 2] if regime == "manifold" else None,
+                        recipe,
+                    )
+    yield (
+        "table3",
+        "tinyimagenet_preactresnet18_none",
+        "tinyimagenet",
+        "preactresnet18",
+        "none",
+        None,
+        None,
+        "paper_long",
+    )
     for regime in ("input", "manifold"):
         for alpha in (0.2, 0.5, 1.0, 2.0):
-            yield "table3", f"tinyimagenet_preactresnet18_{regime}_alpha{alpha:g}", "tinyimagenet", "preactresnet18", \
-                regime, alpha, [0, 1, 2] if regime == "manifold" else None, "paper_long"
+            yield (
+                "table3",
+                f"tinyimagenet_preactresnet18_{regime}_alpha{alpha:g}",
+                "tinyimagenet",
+                "preactresnet18",
+                regime,
+                alpha,
+                [0, 1, 2] if regime == "manifold" else None,
+                "paper_long",
+            )
     for dataset in ("cifar10", "cifar100"):
         yield "table5", f"{dataset}_preactresnet18_none", dataset, "preactresnet18", "none", None, None, "paper_long"
         for points in ([0, 1, 2], [0, 1], [0, 1, 2, 3], [1, 2], [0], [1, 2, 3], [1], [2, 3], [2]):
-            yield "table5", f"{dataset}_preactresnet18_points{''.join(map(str, points))}", dataset, "preactresnet18", \
-                "manifold", 2.0, points, "paper_long"
+            yield (
+                "table5",
+                f"{dataset}_preactresnet18_points{''.join(map(str, points))}",
+                dataset,
+                "preactresnet18",
+                "manifold",
+                2.0,
+                points,
+                "paper_long",
+            )
     for regime in ("input", "manifold"):
         for alpha in (0.5, 1.0, 1.2, 1.5, 1.8, 2.0):
-            yield "table6", f"cifar10_preactresnet18_{regime}_alpha{alpha:g}", "cifar10", "preactresnet18", regime, \
-                alpha, [0, 1, 2] if regime == "manifold" else None, "paper_long"
+            yield (
+                "table6",
+                f"cifar10_preactresnet18_{regime}_alpha{alpha:g}",
+                "cifar10",
+                "preactresnet18",
+                regime,
+                alpha,
+                [0, 1, 2] if regime == "manifold" else None,
+                "paper_long",
+            )
 
 
 def render(table, name, dataset, model, regime, alpha, points, recipe) -> str:
@@ -78,8 +125,10 @@ def render(table, name, dataset, model, regime, alpha, points, recipe) -> str:
     if regime != "none":
         lines += ["mixup:", f"  alpha: {alpha}", f"  points: [{', '.join(map(str, points or [0]))}]"]
     if dataset in PUBLIC_CODE_DATA:  # where the text is silent, every paper recipe follows the public code
-        lines += ["dataset:  # as the public code (the paper text does not say; docs/paper.md)",
-                  *(f"  {key}: {value}" for key, value in PUBLIC_CODE_DATA[dataset].items())]
+        lines += [
+            "dataset:  # as the public code (the paper text does not say; docs/paper.md)",
+            *(f"  {key}: {value}" for key, value in PUBLIC_CODE_DATA[dataset].items()),
+        ]
     return "\n".join(lines) + "\n"
 
 

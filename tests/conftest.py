@@ -1,30 +1,40 @@
-"""Helpers to run the installed ``mmx`` command in a subprocess, as a user would."""
+"""Fixtures shared by the suite; helpers live in helpers.py.
+
+Tiers: ``make test`` runs the tests not marked ``slow`` (minutes, for the edit-test loop);
+``make test-full`` (and CI) runs everything. Tests marked ``gpu`` run wherever a GPU is present.
+"""
+
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import functools
 from pathlib import Path
 
 import pytest
 
-MMX = str(Path(sys.executable).parent / "mmx")
-
-# Small enough for 2 CPU cores: a width-8 PreActResNet18 trains a digits epoch in well under a second.
-TINY = ["model.width=8", "trainer.progress=false"]
+from helpers import TINY, run_mmx
 
 
-def run_mmx(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "MMX_DATA": str(cwd / "data"), **(env or {})}
-    return subprocess.run([MMX, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
-def assert_one_sentence_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    """Non-zero exit, no traceback, and an error naming every fragment."""
-    assert result.returncode != 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
+@pytest.fixture(scope="session")
+def compose():
+    """``mmx train``'s config for some overrides, composed and checked once per distinct overrides."""
+    from mmx.config import compose_train
+
+    @functools.lru_cache(maxsize=None)
+    def composed(*overrides: str):
+        return compose_train(list(overrides))
+
+    return lambda *overrides: composed(*overrides).copy()
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +44,16 @@ def digits_run(tmp_path_factory) -> Path:
     result = run_mmx(["train", *TINY, "epochs=3", "schedule.milestones=[2]", "hydra.run.dir=run"], cwd)
     assert result.returncode == 0, result.stderr
     return cwd / "run"
+
+
+@pytest.fixture(scope="session")
+def paper_data(tmp_path_factory) -> Path:
+    """CIFAR-10/100, SVHN and Tiny-ImageNet files in their real formats, a few images each."""
+    from fake_datasets import write_cifar, write_svhn, write_tiny_imagenet
+
+    root = tmp_path_factory.mktemp("paper_data")
+    for variant in ("cifar10", "cifar100"):
+        write_cifar(root, variant, per_batch=8, test=8)
+    write_svhn(root, train=16, test=8)
+    write_tiny_imagenet(root, classes=3, train_per_class=3, val_per_class=2)
+    return root

@@ -3,6 +3,7 @@
 Selected from the command line like any model: ``model._target_=crash_models.NaNGradientPreActResNet
 +model.nan_at_backward=N`` with this folder on PYTHONPATH.
 """
+
 from __future__ import annotations
 
 from mmx.models import PreActResNet

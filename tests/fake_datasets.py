@@ -4,6 +4,7 @@ torchvision verifies every file against the MD5 of the real release; a test that
 files registers their own checksums in place of the release's (``use_checksums``), so the
 integrity check itself still runs.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -58,8 +59,9 @@ def write_svhn(root: Path, train: int = 60, test: int = 30, seed: int = 0) -> di
         mat_labels = np.where(digits == 0, 10, digits).reshape(n, 1).astype(np.uint8)
         folder = root / "svhn"
         folder.mkdir(parents=True, exist_ok=True)
-        scipy.io.savemat(folder / datasets.SVHN.split_list[split][1],
-                         {"X": images.transpose(2, 3, 1, 0), "y": mat_labels})
+        scipy.io.savemat(
+            folder / datasets.SVHN.split_list[split][1], {"X": images.transpose(2, 3, 1, 0), "y": mat_labels}
+        )
         written[f"{split}_images"], written[f"{split}_labels"] = images, digits.tolist()
     return written
 
@@ -67,8 +69,11 @@ def write_svhn(root: Path, train: int = 60, test: int = 30, seed: int = 0) -> di
 def use_checksums(monkeypatch, root: Path, variant: str) -> None:
     """Register the generated files' MD5s where torchvision keeps the release's."""
     if variant == "svhn":
-        split_list = {split: [url, name, calculate_md5(root / "svhn" / name)]
-                      for split, (url, name, _) in datasets.SVHN.split_list.items() if (root / "svhn" / name).exists()}
+        split_list = {
+            split: [url, name, calculate_md5(root / "svhn" / name)]
+            for split, (url, name, _) in datasets.SVHN.split_list.items()
+            if (root / "svhn" / name).exists()
+        }
         monkeypatch.setattr(datasets.SVHN, "split_list", {**datasets.SVHN.split_list, **split_list})
         return
     cls = datasets.CIFAR10 if variant == "cifar10" else datasets.CIFAR100
@@ -82,11 +87,11 @@ def use_checksums(monkeypatch, root: Path, variant: str) -> None:
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": calculate_md5(folder / cls.meta["filename"])})
 
 
-def write_tiny_imagenet(root: Path, classes: int = 3, train_per_class: int = 4, val_per_class: int = 2,
-                        seed: int = 0) -> dict:
+def write_tiny_imagenet(
+    root: Path, classes: int = 3, train_per_class: int = 4, val_per_class: int = 2, seed: int = 0
+) -> dict:
     """The release layout: wnids.txt, words.txt, train/<wnid>/images/*.JPEG (+ boxes file),
     val/images/*.JPEG and val/val_annotations.txt; some images greyscale, as in the release."""
-    from PIL import Image
 
     rng = np.random.default_rng(seed)
     folder = root / "tiny-imagenet-200"
@@ -109,8 +114,10 @@ def write_tiny_imagenet(root: Path, classes: int = 3, train_per_class: int = 4, 
         colours[wnid] = c
     rng.shuffle(annotations)
     (folder / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
-    return {"wnids": sorted(wnids), "val_labels": {a.split("\t")[0]: sorted(wnids).index(a.split("\t")[1])
-                                                   for a in annotations}}
+    return {
+        "wnids": sorted(wnids),
+        "val_labels": {a.split("\t")[0]: sorted(wnids).index(a.split("\t")[1]) for a in annotations},
+    }
 
 
 def _save_jpeg(path: Path, class_index: int, grey: bool) -> None:
@@ -122,8 +129,9 @@ def _save_jpeg(path: Path, class_index: int, grey: bool) -> None:
     Image.new(mode, (64, 64), colour).save(path, quality=95)
 
 
-def write_image_folders(root: Path, classes: int = 3, train_per_class: int = 12, val_per_class: int = 4,
-                        seed: int = 0) -> list[str]:
+def write_image_folders(
+    root: Path, classes: int = 3, train_per_class: int = 12, val_per_class: int = 4, seed: int = 0
+) -> list[str]:
     """ImageNet's prepared layout, train/<wnid>/*.JPEG and val/<wnid>/*.JPEG, with images of varied
     sizes and aspect ratios (some greyscale) whose brightness encodes the class; returns the wnids."""
     from PIL import Image

@@ -1,4 +1,5 @@
 """Device-side batches: valid crops and flips, every image once per epoch, reproducible under a seed."""
+
 import torch
 
 from mmx.data import Normalizer, TrainBatches, eval_batches
@@ -10,7 +11,7 @@ def test_crops_are_windows_of_the_zero_padded_image_with_every_offset_drawn():
     images = torch.arange(1, 17, dtype=torch.uint8).view(1, 1, 4, 4).repeat(500, 1, 1, 1)
     out = random_crop_flip(images, padding=1, flip=False, generator=torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(images[0], (1, 1, 1, 1))
-    windows = {(dy, dx): padded[:, dy:dy + 4, dx:dx + 4] for dy in range(3) for dx in range(3)}
+    windows = {(dy, dx): padded[:, dy : dy + 4, dx : dx + 4] for dy in range(3) for dx in range(3)}
     seen = set()
     for crop in out:
         match = [offset for offset, window in windows.items() if torch.equal(crop, window)]

@@ -1,39 +1,6 @@
-"""One training over two processes with torchrun and gloo on the CPU (DistributedDataParallel)."""
-import csv
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
+"""The process group: each GPU process on its own device before NCCL, and the group torn down at the end."""
 
 import torch
-
-from conftest import TINY, assert_one_sentence_error, run_mmx
-
-TORCHRUN = str(Path(sys.executable).parent / "torchrun")
-ARGS = [*TINY, "trainer.deterministic=true", "epochs=3", "schedule.milestones=[2]"]
-
-
-def torchrun(args, cwd, **kwargs):
-    command = [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "mmx", "train", *args]
-    env = {**os.environ, "MMX_DATA": str(cwd / "data"), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **kwargs)
-
-
-def finish(process, timeout=300):
-    stdout, stderr = process.communicate(timeout=timeout)
-    assert process.returncode == 0, stderr[-3000:]
-    return stdout + stderr
-
-
-def epochs_logged(run):
-    if not (run / "metrics.csv").exists():
-        return []
-    with open(run / "metrics.csv", newline="") as handle:
-        return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
 def test_a_gpu_process_sets_its_device_before_joining_nccl_and_leaves_the_group(monkeypatch):
@@ -45,55 +12,14 @@ def test_a_gpu_process_sets_its_device_before_joining_nccl_and_leaves_the_group(
     calls = []
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", str(device))))
     monkeypatch.setattr(dist, "is_initialized", lambda: any(c[0] == "init" for c in calls))
-    monkeypatch.setattr(dist, "init_process_group",
-                        lambda backend, **kwargs: calls.append(("init", backend, str(kwargs.get("device_id")))))
+    monkeypatch.setattr(
+        dist,
+        "init_process_group",
+        lambda backend, **kwargs: calls.append(("init", backend, str(kwargs.get("device_id")))),
+    )
     monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append(("destroy",)))
     ranks = distributed.Ranks(rank=1, world_size=2, local_rank=1)
     distributed.start(ranks, torch.device("cuda", 1))
     distributed.start(ranks, torch.device("cuda", 1))  # joining twice does nothing
     distributed.stop(ranks)
     assert calls == [("set_device", "cuda:1"), ("init", "nccl", "cuda:1"), ("destroy",)]
-
-
-def test_two_processes_write_one_run_with_identical_parameters_and_the_loss_falls(tmp_path):
-    output = finish(torchrun([*ARGS, "hydra.run.dir=run"], tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # one set of artifacts
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["world_size"] == 2 and summary["parameters_in_sync"] is True and summary["finished"]
-    with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-    assert output.count("epoch 1/3") == 1  # only rank 0 logs
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
-    assert state["world_size"] == 2 and len(state["process_rng"]) == 2
-    mixers = [rng["mixer"]["device"] for rng in state["process_rng"]]
-    assert not torch.equal(*mixers)  # each process mixes with its own draws
-    assert_one_sentence_error(run_mmx(["train", "resume=run"], tmp_path), "trained by 2 process(es)",
-                              "--nproc_per_node=2")
-
-
-def test_a_killed_two_process_run_resumes_to_the_same_result(tmp_path):
-    finish(torchrun([*ARGS, "hydra.run.dir=full"], tmp_path))
-    victim = torchrun([*ARGS, "hydra.run.dir=killed"], tmp_path)
-    deadline = time.time() + 120
-    checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"  # renamed into place: complete once seen
-    while not checkpoint.exists() and time.time() < deadline and victim.poll() is None:
-        time.sleep(0.02)
-    # torch elastic starts its workers in sessions of their own: kill them and torchrun at once
-    workers = Path(f"/proc/{victim.pid}/task/{victim.pid}/children").read_text().split()
-    for pid in [*map(int, workers), victim.pid]:
-        os.kill(pid, signal.SIGKILL)
-    victim.communicate()
-    assert 1 <= len(epochs_logged(tmp_path / "killed")) < 3, f"the kill must land mid-run: {epochs_logged(tmp_path / 'killed')}"
-    finish(torchrun(["resume=killed"], tmp_path))
-    full = json.loads((tmp_path / "full" / "summary.json").read_text())
-    killed = json.loads((tmp_path / "killed" / "summary.json").read_text())
-    assert killed["final"] == full["final"] and killed["best"] == full["best"]
-    assert epochs_logged(tmp_path / "killed") == [1, 2, 3]
-
-
-def test_the_global_batch_must_split_over_the_processes(tmp_path):
-    process = torchrun([*ARGS, "batch_size=99", "hydra.run.dir=run"], tmp_path)
-    process.communicate(timeout=300)
-    assert process.returncode != 0

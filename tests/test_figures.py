@@ -1,18 +1,22 @@
 """mmx spiral and mmx spectrum: the paper's figures, at tiny sizes on the CPU."""
+
 import json
 
 import pytest
 import torch
 
-from conftest import TINY, assert_one_sentence_error, run_mmx
 from mmx.figures.spectrum import class_spectra, summarise
 from mmx.figures.spiral import spirals
 from mmx.models import BottleneckMLP
 
+from helpers import assert_one_sentence_error, run_mmx
 
+
+@pytest.mark.slow
 def test_spiral_figure_and_accuracies(tmp_path):
-    result = run_mmx(["spiral", "--points", "150", "--steps", "300", "--width", "32", "--out", "fig/spiral.png"],
-                     tmp_path)
+    result = run_mmx(
+        ["spiral", "--points", "150", "--steps", "300", "--width", "32", "--out", "fig/spiral.png"], tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "fig" / "spiral.png").stat().st_size > 50_000
     report = json.loads((tmp_path / "fig" / "spiral.json").read_text())
@@ -52,9 +56,20 @@ def test_class_spectra_see_rank_one_classes_as_flat():
     assert summary["largest"] == pytest.approx((spectra[0][0] + spectra[1][0]) / 2)
 
 
+@pytest.mark.slow
 def test_spectrum_of_a_trained_bottleneck_mlp_run(tmp_path):
-    train = run_mmx(["train", "experiment=spectrum/digits_mlp_manifold", "model.width=32", "epochs=2",
-                     "schedule.milestones=[]", "trainer.progress=false", "hydra.run.dir=run"], tmp_path)
+    train = run_mmx(
+        [
+            "train",
+            "experiment=spectrum/digits_mlp_manifold",
+            "model.width=32",
+            "epochs=2",
+            "schedule.milestones=[]",
+            "trainer.progress=false",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     assert train.returncode == 0, train.stderr
     result = run_mmx(["spectrum", "run", "--layer", "1", "--out", "fig"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -62,5 +77,7 @@ def test_spectrum_of_a_trained_bottleneck_mlp_run(tmp_path):
     assert entry["dimensions"] == 12 and len(entry["spectra"]) == 10
     assert all(len(s) == 12 and s == sorted(s, reverse=True) for s in entry["spectra"])
     assert entry["label"].startswith("manifold") and "[1]" in entry["label"]
-    assert (tmp_path / "fig" / "spectrum.png").exists() and "rest / largest" in (tmp_path / "fig" / "spectrum.md").read_text()
+    assert (tmp_path / "fig" / "spectrum.png").exists() and "rest / largest" in (
+        tmp_path / "fig" / "spectrum.md"
+    ).read_text()
     assert_one_sentence_error(run_mmx(["spectrum", "run", "--layer", "2"], tmp_path), "--layer 2 is not a mixing point")

@@ -1,9 +1,10 @@
 """Mixing maths: hidden states and targets mixed with one lam and permutation; the point draw."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmx.mixing import Mixer, MixDraw, mix
+from mmx.mixing import MixDraw, Mixer, mix
 from mmx.models import PreActResNet, WideResNet
 
 
@@ -56,7 +57,9 @@ def test_only_eligible_points_are_drawn_and_each_of_them_is():
 
 
 def test_input_mixup_only_mixes_the_input_and_none_never_mixes():
-    assert {Mixer("input", 1.0, [0], num_points=4, device=torch.device("cpu"), seed=0).draw(4).point for _ in range(20)} == {0}
+    assert {
+        Mixer("input", 1.0, [0], num_points=4, device=torch.device("cpu"), seed=0).draw(4).point for _ in range(20)
+    } == {0}
     assert Mixer("none", 0.0, [0, 1], num_points=4, device=torch.device("cpu"), seed=0).draw(4) is None
 
 

@@ -1,4 +1,5 @@
 """Architectures: the public code's exact parameter counts, any input size, exposed mixing points."""
+
 import pytest
 import torch
 
@@ -26,11 +27,14 @@ def test_parameter_counts_match_the_public_code(make, classes, expected):
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
-@pytest.mark.parametrize("make", [
-    lambda: PreActResNet(18, 7, in_channels=1, width=4),
-    lambda: PreActResNet(50, 7, in_channels=1, width=4),
-    lambda: WideResNet(10, 1, 7, in_channels=1),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: PreActResNet(18, 7, in_channels=1, width=4),
+        lambda: PreActResNet(50, 7, in_channels=1, width=4),
+        lambda: WideResNet(10, 1, 7, in_channels=1),
+    ],
+)
 @pytest.mark.parametrize("size", [8, 32, 64])
 def test_models_take_any_input_size(make, size):
     model = make().eval()

@@ -1,12 +1,15 @@
 """The training step's compiled and graph-ready forms train as the eager one does."""
+
 import csv
 import json
 
 import pytest
 import torch
-from conftest import TINY, run_mmx
+
 from mmx.errors import UserError
 from mmx.step import capturable_sgd, check_graph_settings
+
+from helpers import TINY, run_mmx
 
 DETERMINISTIC = [*TINY, "mixup=input", "epochs=2", "schedule.milestones=[]", "trainer.deterministic=true"]
 
@@ -16,6 +19,7 @@ def losses(run) -> list[float]:
         return [float(row["train_loss"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_compiled_step_follows_the_eager_loss_curve(tmp_path):
     """torch.compile (inductor, generating C++ on the CPU) against eager on the same seed."""
     eager = run_mmx(["train", *DETERMINISTIC, "hydra.run.dir=eager"], tmp_path)
@@ -33,8 +37,9 @@ def sgd_pair(milestone: int):
     torch.manual_seed(0)
     models = [torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3)) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
-    optimizers = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-                  for m in models]
+    optimizers = [
+        torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4) for m in models
+    ]
     capturable_sgd(optimizers[1], torch.device("cpu"))
     schedulers = [torch.optim.lr_scheduler.MultiStepLR(o, [milestone], 0.1) for o in optimizers]
     return models, optimizers, schedulers
@@ -68,13 +73,16 @@ def graph_step(optimizer=None, precision="bf16", compile_mode=None, device="cuda
     return check_graph_settings(model, optimizer, torch.device(device), precision, compile_mode)
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"precision": "fp16"}, "cannot replay fp16's loss scaling"),
-    ({"ddp": True}, "runs in one process"),
-    ({"compile_mode": "max-autotune"}, "cannot nest"),
-    ({"tensor_lr": False}, "drop trainer.fused_sgd=false"),
-    ({"device": "cpu"}, "needs a CUDA device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"precision": "fp16"}, "cannot replay fp16's loss scaling"),
+        ({"ddp": True}, "runs in one process"),
+        ({"compile_mode": "max-autotune"}, "cannot nest"),
+        ({"tensor_lr": False}, "drop trainer.fused_sgd=false"),
+        ({"device": "cpu"}, "needs a CUDA device"),
+    ],
+)
 def test_cuda_graph_settings_that_cannot_replay_are_rejected(kwargs, fragment):
     with pytest.raises(UserError, match=fragment):
         graph_step(**kwargs)
@@ -88,12 +96,25 @@ def test_fused_sgd_needs_sgd():
         capturable_sgd(torch.optim.Adam(torch.nn.Linear(3, 2).parameters()), torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_a_run_with_the_fused_tensor_lr_sgd_logs_and_schedules_its_lr(tmp_path):
     """What trainer.cuda_graphs does to the optimiser (trainer.fused_sgd), on a CPU run: same schedule, logs work."""
-    fused = run_mmx(["train", *TINY, "epochs=3", "schedule.milestones=[2]", "trainer.fused_sgd=true",
-                     "trainer.deterministic=true", "hydra.run.dir=fused"], tmp_path)
-    plain = run_mmx(["train", *TINY, "epochs=3", "schedule.milestones=[2]", "trainer.deterministic=true",
-                     "hydra.run.dir=plain"], tmp_path)
+    fused = run_mmx(
+        [
+            "train",
+            *TINY,
+            "epochs=3",
+            "schedule.milestones=[2]",
+            "trainer.fused_sgd=true",
+            "trainer.deterministic=true",
+            "hydra.run.dir=fused",
+        ],
+        tmp_path,
+    )
+    plain = run_mmx(
+        ["train", *TINY, "epochs=3", "schedule.milestones=[2]", "trainer.deterministic=true", "hydra.run.dir=plain"],
+        tmp_path,
+    )
     assert fused.returncode == 0 and plain.returncode == 0, fused.stderr + plain.stderr
     with open(tmp_path / "fused" / "metrics.csv") as f:
         assert [float(row["lr"]) for row in csv.DictReader(f)] == pytest.approx([0.05, 0.05, 0.005])

@@ -1,4 +1,5 @@
 """Tiny-ImageNet on a generated folder in the release layout: val/ reorganisation, cache, zip, errors."""
+
 import shutil
 import zipfile
 
@@ -6,9 +7,10 @@ import pytest
 import torch
 from torchvision.datasets.utils import calculate_md5
 
-from fake_datasets import write_tiny_imagenet
 from mmx.data import tiny_imagenet
 from mmx.errors import UserError
+
+from fake_datasets import write_tiny_imagenet
 
 
 def brightness_class(images):
@@ -38,8 +40,11 @@ def test_reorganisation_resumes_after_an_interruption(tmp_path):
     write_tiny_imagenet(tmp_path)
     folder = tmp_path / "tiny-imagenet-200"
     first = sorted((folder / "val" / "images").iterdir())[0]
-    wnid = next(line.split("\t")[1] for line in (folder / "val" / "val_annotations.txt").read_text().splitlines()
-                if line.startswith(first.name))
+    wnid = next(
+        line.split("\t")[1]
+        for line in (folder / "val" / "val_annotations.txt").read_text().splitlines()
+        if line.startswith(first.name)
+    )
     (folder / "val" / wnid / "images").mkdir(parents=True)
     first.replace(folder / "val" / wnid / "images" / first.name)  # as if killed after one move
     data = tiny_imagenet.load_tiny_imagenet(str(tmp_path), download=False)

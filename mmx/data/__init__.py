@@ -4,6 +4,7 @@ Every loader returns a :class:`Splits`: in memory as uint8 tensors (:class:`Imag
 CIFAR, SVHN, Tiny-ImageNet, synthetic), or streamed from image folders (ImageNet). Both hand out
 :class:`Batches` of normalised images on the training device.
 """
+
 from __future__ import annotations
 
 from typing import Iterator, Protocol
@@ -49,11 +50,22 @@ class Splits(Protocol):
 
     def to(self, device: torch.device) -> "Splits": ...
 
-    def train_batches(self, batch_size: int, normalizer: Normalizer, *, crop_padding, flip, seed: int, rank: int = 0,
-                      world_size: int = 1, memory_format=torch.contiguous_format) -> Batches: ...
+    def train_batches(
+        self,
+        batch_size: int,
+        normalizer: Normalizer,
+        *,
+        crop_padding,
+        flip,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        memory_format=torch.contiguous_format,
+    ) -> Batches: ...
 
-    def test_batches(self, first: int, last: int, batch_size: int,
-                     normalizer: Normalizer) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def test_batches(
+        self, first: int, last: int, batch_size: int, normalizer: Normalizer
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
 __all__ = ["Batches", "ImageSplits", "Normalizer", "Splits", "TrainBatches", "eval_batches", "process_slice"]

@@ -1,4 +1,5 @@
 """Batched augmentation on the device holding the images (no per-sample Python)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Minibatches drawn from tensors that already sit on the training device."""
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -38,9 +39,19 @@ class TrainBatches:
     batch of ``batch_size``; crops and flips then come from a generator of its own.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, normalizer: Normalizer,
-                 crop_padding: int, flip: bool, seed: int, rank: int = 0, world_size: int = 1,
-                 memory_format: torch.memory_format = torch.contiguous_format):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        normalizer: Normalizer,
+        crop_padding: int,
+        flip: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ):
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.rank, self.world_size = rank, world_size
@@ -48,8 +59,11 @@ class TrainBatches:
         self.normalizer = normalizer
         self.crop_padding, self.flip = crop_padding, flip
         self.order_generator = torch.Generator(images.device).manual_seed(seed)
-        self.augment_generator = self.order_generator if world_size == 1 else \
-            torch.Generator(images.device).manual_seed(seed + 7919 * (rank + 1))
+        self.augment_generator = (
+            self.order_generator
+            if world_size == 1
+            else torch.Generator(images.device).manual_seed(seed + 7919 * (rank + 1))
+        )
 
     def __len__(self) -> int:
         return len(self.images) // self.batch_size
@@ -70,8 +84,9 @@ class TrainBatches:
         self.augment_generator.set_state(state["augment"])
 
 
-def eval_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 normalizer: Normalizer) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, normalizer: Normalizer
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The test set in order, unaugmented, every image once."""
     for start in range(0, len(images), batch_size):
-        yield normalizer(images[start:start + batch_size]), labels[start:start + batch_size]
+        yield normalizer(images[start : start + batch_size]), labels[start : start + batch_size]

@@ -1,4 +1,5 @@
 """scikit-learn's 8x8 handwritten digits: the embedded dataset every CPU smoke run uses."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,6 +22,12 @@ def load_digits(test_fraction: float = 0.2) -> ImageSplits:
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
     labels = bunch.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=test_fraction, stratify=labels, random_state=SPLIT_SEED)
-    return ImageSplits(torch.from_numpy(x_train), torch.from_numpy(y_train),
-                       torch.from_numpy(x_test), torch.from_numpy(y_test), num_classes=10)
+        images, labels, test_size=test_fraction, stratify=labels, random_state=SPLIT_SEED
+    )
+    return ImageSplits(
+        torch.from_numpy(x_train),
+        torch.from_numpy(y_train),
+        torch.from_numpy(x_test),
+        torch.from_numpy(y_test),
+        num_classes=10,
+    )

@@ -5,6 +5,7 @@ memory; the copy to the device is asynchronous and normalisation happens there, 
 data. Every image's augmentation is seeded by (run seed, epoch, index), so a resumed run draws the
 same crops as an uninterrupted one, whatever the number of workers.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,15 @@ from mmx.data.images import balanced_subset
 from mmx.errors import UserError
 
 
-def load_image_folders(root: str, train_transform, test_transform, workers: int = 8, image_size: int = 224,
-                       train: str = "train", test: str = "val") -> "FolderSplits":
+def load_image_folders(
+    root: str,
+    train_transform,
+    test_transform,
+    workers: int = 8,
+    image_size: int = 224,
+    train: str = "train",
+    test: str = "val",
+) -> "FolderSplits":
     """``root/train/<class>/*`` and ``root/val/<class>/*`` as torchvision ImageFolders (ImageNet's usual layout).
 
     ImageNet is never downloaded: its licence requires fetching it yourself. torchvision's
@@ -32,14 +40,18 @@ def load_image_folders(root: str, train_transform, test_transform, workers: int 
     folders = [Path(root) / train, Path(root) / test]
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
-        raise UserError(f"image folders not found: {', '.join(missing)}; put one sub-folder of images per class in "
-                        f"{folders[0]} and {folders[1]} (torchvision.datasets.ImageNet(root, split=...) builds "
-                        f"them from the official archives) and point MMX_DATA at their parent")
+        raise UserError(
+            f"image folders not found: {', '.join(missing)}; put one sub-folder of images per class in "
+            f"{folders[0]} and {folders[1]} (torchvision.datasets.ImageNet(root, split=...) builds "
+            f"them from the official archives) and point MMX_DATA at their parent"
+        )
     train_set = ImageFolder(str(folders[0]), transform=train_transform)
     test_set = ImageFolder(str(folders[1]), transform=test_transform)
     if train_set.classes != test_set.classes:
-        raise UserError(f"{folders[0]} and {folders[1]} hold different classes ({len(train_set.classes)} vs "
-                        f"{len(test_set.classes)}); both need the same class sub-folders")
+        raise UserError(
+            f"{folders[0]} and {folders[1]} hold different classes ({len(train_set.classes)} vs "
+            f"{len(test_set.classes)}); both need the same class sub-folders"
+        )
     return FolderSplits(train_set, test_set, len(train_set.classes), workers, image_size)
 
 
@@ -71,17 +83,34 @@ class FolderSplits:
     def to(self, device: torch.device) -> "FolderSplits":
         return dataclasses.replace(self, device=device)
 
-    def train_batches(self, batch_size: int, normalizer, *, crop_padding, flip, seed: int, rank: int = 0,
-                      world_size: int = 1, memory_format=torch.contiguous_format) -> "LoaderBatches":
+    def train_batches(
+        self,
+        batch_size: int,
+        normalizer,
+        *,
+        crop_padding,
+        flip,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        memory_format=torch.contiguous_format,
+    ) -> "LoaderBatches":
         if crop_padding or flip:
-            raise UserError("dataset.crop_padding and dataset.flip apply to in-memory datasets; augment image "
-                            "folders through dataset.source.train_transform and set both to null")
-        return LoaderBatches(self.train_set, batch_size, normalizer, self.device, self.workers, seed, rank, world_size,
-                             memory_format)
+            raise UserError(
+                "dataset.crop_padding and dataset.flip apply to in-memory datasets; augment image "
+                "folders through dataset.source.train_transform and set both to null"
+            )
+        return LoaderBatches(
+            self.train_set, batch_size, normalizer, self.device, self.workers, seed, rank, world_size, memory_format
+        )
 
     def test_batches(self, first: int, last: int, batch_size: int, normalizer):
-        loader = DataLoader(Subset(self.test_set, range(first, last)), batch_size=batch_size, num_workers=self.workers,
-                            pin_memory=self.device.type == "cuda")
+        loader = DataLoader(
+            Subset(self.test_set, range(first, last)),
+            batch_size=batch_size,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+        )
         return _to_device(loader, self.device, normalizer, torch.contiguous_format)
 
 
@@ -130,12 +159,27 @@ class EpochBatches(torch.utils.data.Sampler):
 class LoaderBatches:
     """Training batches from a DataLoader: workers, pinned memory, persistent workers, asynchronous copies."""
 
-    def __init__(self, dataset: Dataset, batch_size: int, normalizer, device: torch.device, workers: int, seed: int,
-                 rank: int = 0, world_size: int = 1, memory_format=torch.contiguous_format):
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        normalizer,
+        device: torch.device,
+        workers: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        memory_format=torch.contiguous_format,
+    ):
         self.batch_size = batch_size
         self.sampler = EpochBatches(len(dataset), batch_size, seed, rank, world_size)
-        self.loader = DataLoader(SeededSamples(dataset, seed), batch_sampler=self.sampler, num_workers=workers,
-                                 pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+        self.loader = DataLoader(
+            SeededSamples(dataset, seed),
+            batch_sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0,
+        )
         self.normalizer, self.device, self.memory_format = normalizer, device, memory_format
 
     def __len__(self) -> int:

@@ -1,4 +1,5 @@
 """The in-memory form every dataset is loaded into."""
+
 from __future__ import annotations
 
 import logging
@@ -54,21 +55,47 @@ class ImageSplits:
     def with_labels_per_class(self, count: int, seed: int = 0) -> "ImageSplits":
         """Keep at most ``count`` training images of every class (the low-data regime); see :func:`balanced_subset`."""
         index = balanced_subset(self.train_labels, self.num_classes, count, seed)
-        return ImageSplits(self.train_images[index], self.train_labels[index], self.test_images, self.test_labels,
-                           self.num_classes)
+        return ImageSplits(
+            self.train_images[index], self.train_labels[index], self.test_images, self.test_labels, self.num_classes
+        )
 
-    def train_batches(self, batch_size: int, normalizer, *, crop_padding: int, flip: bool, seed: int,
-                      rank: int = 0, world_size: int = 1, memory_format=torch.contiguous_format):
-        return TrainBatches(self.train_images, self.train_labels, batch_size, normalizer, crop_padding, flip,
-                            seed=seed, rank=rank, world_size=world_size, memory_format=memory_format)
+    def train_batches(
+        self,
+        batch_size: int,
+        normalizer,
+        *,
+        crop_padding: int,
+        flip: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        memory_format=torch.contiguous_format,
+    ):
+        return TrainBatches(
+            self.train_images,
+            self.train_labels,
+            batch_size,
+            normalizer,
+            crop_padding,
+            flip,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            memory_format=memory_format,
+        )
 
     def test_batches(self, first: int, last: int, batch_size: int, normalizer):
         """Test images ``first..last-1`` in order, normalised, with their labels."""
         return eval_batches(self.test_images[first:last], self.test_labels[first:last], batch_size, normalizer)
 
     def to(self, device: torch.device) -> "ImageSplits":
-        return ImageSplits(self.train_images.to(device), self.train_labels.to(device),
-                           self.test_images.to(device), self.test_labels.to(device), self.num_classes)
+        return ImageSplits(
+            self.train_images.to(device),
+            self.train_labels.to(device),
+            self.test_images.to(device),
+            self.test_labels.to(device),
+            self.num_classes,
+        )
 
 
 def balanced_subset(labels: torch.Tensor, num_classes: int, count: int, seed: int = 0) -> torch.Tensor:
@@ -80,8 +107,10 @@ def balanced_subset(labels: torch.Tensor, num_classes: int, count: int, seed: in
     the same images.
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise UserError(f"dataset.labels_per_class must be a positive integer (got {count!r}); set it to the number "
-                        f"of training images to keep per class, or null for all")
+        raise UserError(
+            f"dataset.labels_per_class must be a positive integer (got {count!r}); set it to the number "
+            f"of training images to keep per class, or null for all"
+        )
     generator = torch.Generator().manual_seed(seed)
     labels = torch.as_tensor(labels).cpu()
     keep, short = [], []
@@ -91,8 +120,13 @@ def balanced_subset(labels: torch.Tensor, num_classes: int, count: int, seed: in
             short.append(f"{label} ({len(members)})")
         keep.append(members[torch.randperm(len(members), generator=generator)[:count]])
     index = torch.cat(keep).sort().values
-    log.info("dataset.labels_per_class=%d: training on %d of %d images%s", count, len(index), len(labels),
-             f"; classes with fewer keep all of theirs: {', '.join(short)}" if short else "")
+    log.info(
+        "dataset.labels_per_class=%d: training on %d of %d images%s",
+        count,
+        len(index),
+        len(labels),
+        f"; classes with fewer keep all of theirs: {', '.join(short)}" if short else "",
+    )
     return index
 
 

@@ -1,4 +1,5 @@
 """Random images with random labels: for timing training steps (``mmx bench``), not for learning."""
+
 from __future__ import annotations
 
 import torch
@@ -6,8 +7,14 @@ import torch
 from mmx.data.images import ImageSplits
 
 
-def load_synthetic(train_size: int = 5000, test_size: int = 1000, image_size: int = 32, channels: int = 3,
-                   num_classes: int = 10, seed: int = 0) -> ImageSplits:
+def load_synthetic(
+    train_size: int = 5000,
+    test_size: int = 1000,
+    image_size: int = 32,
+    channels: int = 3,
+    num_classes: int = 10,
+    seed: int = 0,
+) -> ImageSplits:
     generator = torch.Generator().manual_seed(seed)
 
     def images(n):

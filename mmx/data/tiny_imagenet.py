@@ -5,6 +5,7 @@ public code, mmx moves them into ``val/<wnid>/images/`` once, so that torchvisio
 reads both splits with the same class index. The decoded images are then cached as one uint8
 tensor file next to the data, so later runs load in seconds instead of decoding 110,000 JPEGs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,22 +48,28 @@ def load_cache(cache: Path) -> dict:
     try:
         return torch.load(cache, map_location="cpu", weights_only=True)
     except Exception:
-        raise UserError(f"{cache} is damaged or was not written by mmx, so it was not loaded; delete it and mmx will "
-                        f"decode the images again into a new cache") from None
+        raise UserError(
+            f"{cache} is damaged or was not written by mmx, so it was not loaded; delete it and mmx will "
+            f"decode the images again into a new cache"
+        ) from None
 
 
 def fetch(root: Path, download: bool) -> None:
     """Download and extract the release zip, verified against its MD5."""
     expected = f"{root / FOLDER} (expected {', '.join(REQUIRED)})"
     if not download:
-        raise UserError(f"Tiny-ImageNet not found in {expected} and dataset.download=false; download {URL}, "
-                        f"unzip it into {root}, or set dataset.download=true")
+        raise UserError(
+            f"Tiny-ImageNet not found in {expected} and dataset.download=false; download {URL}, "
+            f"unzip it into {root}, or set dataset.download=true"
+        )
     try:
         download_and_extract_archive(URL, download_root=str(root), md5=MD5)
     except Exception as error:  # network, disk or checksum: all leave the user the same remedy
-        raise UserError(f"Tiny-ImageNet not found in {expected} and it could not be downloaded "
-                        f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); download {URL} "
-                        f"on a machine with internet access and unzip it into {root}") from error
+        raise UserError(
+            f"Tiny-ImageNet not found in {expected} and it could not be downloaded "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); download {URL} "
+            f"on a machine with internet access and unzip it into {root}"
+        ) from error
 
 
 def reorganise_val(folder: Path) -> None:
@@ -72,8 +79,9 @@ def reorganise_val(folder: Path) -> None:
         return
     annotations = folder / "val" / "val_annotations.txt"
     if not annotations.is_file():
-        raise UserError(f"{annotations} is missing, so the validation images cannot be labelled; "
-                        f"re-extract tiny-imagenet-200.zip")
+        raise UserError(
+            f"{annotations} is missing, so the validation images cannot be labelled; re-extract tiny-imagenet-200.zip"
+        )
     for line in annotations.read_text().splitlines():
         if not line.strip():
             continue
@@ -84,8 +92,9 @@ def reorganise_val(folder: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             source.replace(target)
     if any(flat.iterdir()):
-        raise UserError(f"{flat} still holds images that val_annotations.txt does not name; "
-                        f"re-extract tiny-imagenet-200.zip")
+        raise UserError(
+            f"{flat} still holds images that val_annotations.txt does not name; re-extract tiny-imagenet-200.zip"
+        )
     flat.rmdir()
 
 
@@ -94,8 +103,9 @@ def decode(folder: Path) -> ImageSplits:
     train, val = ImageFolder(str(folder / "train")), ImageFolder(str(folder / "val"))
     for split, name in ((train, "train"), (val, "val")):
         if split.classes != wnids:
-            raise UserError(f"the class folders of {folder / name} do not match wnids.txt; "
-                            f"re-extract tiny-imagenet-200.zip")
+            raise UserError(
+                f"the class folders of {folder / name} do not match wnids.txt; re-extract tiny-imagenet-200.zip"
+            )
     return ImageSplits(*_to_tensors(train), *_to_tensors(val), num_classes=len(wnids))
 
 

@@ -1,4 +1,5 @@
 """CIFAR-10/100 and SVHN through torchvision: its downloads, file layouts and MD5 checks."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,13 @@ def load_cifar(root: str, variant: str = "cifar10", download: bool = True) -> Im
     how = f"download {url} and extract it into {root}"
     train = _open(lambda: cls(root, train=True, download=download), expected, files, download, how)
     test = _open(lambda: cls(root, train=False, download=False), expected, files, False, how)
-    return ImageSplits(from_hwc_numpy(train.data), torch.tensor(train.targets),
-                       from_hwc_numpy(test.data), torch.tensor(test.targets), num_classes)
+    return ImageSplits(
+        from_hwc_numpy(train.data),
+        torch.tensor(train.targets),
+        from_hwc_numpy(test.data),
+        torch.tensor(test.targets),
+        num_classes,
+    )
 
 
 def load_svhn(root: str, download: bool = True) -> ImageSplits:
@@ -36,9 +42,13 @@ def load_svhn(root: str, download: bool = True) -> ImageSplits:
     train = _open(lambda: datasets.SVHN(folder, split="train", download=download), folder, files, download, how)
     test = _open(lambda: datasets.SVHN(folder, split="test", download=download), folder, files, download, how)
     # torchvision keeps SVHN as (N, C, H, W) uint8 with label 10 already mapped to 0.
-    return ImageSplits(torch.from_numpy(np.ascontiguousarray(train.data)), torch.from_numpy(train.labels.astype(np.int64)),
-                       torch.from_numpy(np.ascontiguousarray(test.data)), torch.from_numpy(test.labels.astype(np.int64)),
-                       num_classes=10)
+    return ImageSplits(
+        torch.from_numpy(np.ascontiguousarray(train.data)),
+        torch.from_numpy(train.labels.astype(np.int64)),
+        torch.from_numpy(np.ascontiguousarray(test.data)),
+        torch.from_numpy(test.labels.astype(np.int64)),
+        num_classes=10,
+    )
 
 
 def _open(make, folder: Path, files: list[str], download: bool, how: str):
@@ -52,8 +62,9 @@ def _open(make, folder: Path, files: list[str], download: bool, how: str):
         else:
             reason = "dataset.download=false"
             remedy = f"{how}, point MMX_DATA at a folder that holds them, or set dataset.download=true"
-        raise UserError(f"dataset files not found or corrupted in {folder} (expected {', '.join(files)}) and "
-                        f"{reason}; {remedy}") from error
+        raise UserError(
+            f"dataset files not found or corrupted in {folder} (expected {', '.join(files)}) and {reason}; {remedy}"
+        ) from error
 
 
 def _short(error: Exception) -> str:

@@ -1,4 +1,5 @@
 """White-box attacks in pixel units (images in [0, 1], before normalisation): FGSM and PGD."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -22,9 +23,17 @@ def fgsm(logits: Logits, pixels: torch.Tensor, labels: torch.Tensor, epsilon: fl
     return (pixels + step).clamp(0, 1).detach()
 
 
-def pgd(logits: Logits, pixels: torch.Tensor, labels: torch.Tensor, epsilon: float, steps: int, step_size: float,
-        generator: torch.Generator | None = None) -> torch.Tensor:
-    """Projected gradient ascent in the L-infinity ball of radius ``epsilon`` from a random start (Madry et al. 2018)."""
+def pgd(
+    logits: Logits,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    epsilon: float,
+    steps: int,
+    step_size: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Projected gradient ascent in the L-infinity ball of radius ``epsilon``, from a random start (Madry et al.
+    2018)."""
     noise = torch.rand(pixels.shape, device=pixels.device, generator=generator) * 2 - 1
     adversarial = (pixels + epsilon * noise).clamp(0, 1)
     for _ in range(steps):

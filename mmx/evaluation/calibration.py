@@ -1,4 +1,5 @@
 """Likelihood and calibration of predicted probabilities: Brier score and the reliability diagram."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +11,14 @@ from mmx.metrics import confidence_bin
 
 
 def brier_score(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """Multi-class Brier score: mean over examples of the squared distance to the one-hot label (0 is perfect, 2 worst)."""
+    """Multi-class Brier score: mean over examples of the squared distance to the one-hot label (0 is perfect,
+    2 worst)."""
     return float(((probs - F.one_hot(labels, probs.shape[1]).to(probs.dtype)) ** 2).sum(dim=1).mean())
 
 
 def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> list[dict]:
-    """Per equal-width confidence bin (lower, upper]: its range, how many predictions fell in it, their mean confidence and accuracy.
+    """Per equal-width confidence bin (lower, upper]: its range, how many predictions fell in it, their mean
+    confidence and accuracy.
 
     The same bins as the ECE (``mmx.metrics``): ECE is the count-weighted mean of |accuracy - confidence|.
     """
@@ -28,9 +31,15 @@ def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) 
     rows = []
     for b in range(bins):
         n = int(count[b])
-        rows.append({"lower": b / bins, "upper": (b + 1) / bins, "count": n,
-                     "confidence": float(confidence_sum[b] / n) if n else None,
-                     "accuracy": float(correct_sum[b] / n) if n else None})
+        rows.append(
+            {
+                "lower": b / bins,
+                "upper": (b + 1) / bins,
+                "count": n,
+                "confidence": float(confidence_sum[b] / n) if n else None,
+                "accuracy": float(correct_sum[b] / n) if n else None,
+            }
+        )
     return rows
 
 
@@ -43,14 +52,26 @@ def plot_reliability(rows: list[dict], path: Path, title: str) -> None:
 
     width = rows[0]["upper"] - rows[0]["lower"]
     centres = [(r["lower"] + r["upper"]) / 2 for r in rows]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(4.5, 5.5), sharex=True,
-                                         gridspec_kw={"height_ratios": [3, 1]})
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(4.5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     filled = [(c, r) for c, r in zip(centres, rows) if r["count"]]
-    top.bar([c for c, _ in filled], [r["accuracy"] for _, r in filled], width=width, edgecolor="black",
-            color="tab:blue", alpha=0.8, label="accuracy")
-    top.scatter([c for c, _ in filled], [r["confidence"] for _, r in filled], color="tab:red", s=12, zorder=3,
-                label="mean confidence")
+    top.bar(
+        [c for c, _ in filled],
+        [r["accuracy"] for _, r in filled],
+        width=width,
+        edgecolor="black",
+        color="tab:blue",
+        alpha=0.8,
+        label="accuracy",
+    )
+    top.scatter(
+        [c for c, _ in filled],
+        [r["confidence"] for _, r in filled],
+        color="tab:red",
+        s=12,
+        zorder=3,
+        label="mean confidence",
+    )
     top.set(ylim=(0, 1), ylabel="accuracy", title=title)
     top.legend(loc="upper left", fontsize=8)
     bottom.bar(centres, [r["count"] for r in rows], width=width, color="grey", edgecolor="black")

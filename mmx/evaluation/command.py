@@ -1,4 +1,5 @@
 """mmx eval run=RUN_DIR [KEY=VALUE ...]: calibration, adversarial and deformation robustness, OOD detection."""
+
 from __future__ import annotations
 
 import hashlib
@@ -48,12 +49,16 @@ def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) ->
     try:
         other = compose_train([f"dataset={name}"])
     except UserError as error:
-        raise UserError(f"ood.set={name} is neither noise nor a dataset option ({error}); choose noise or one of "
-                        f"the dataset group's options") from None
+        raise UserError(
+            f"ood.set={name} is neither noise nor a dataset option ({error}); choose noise or one of "
+            f"the dataset group's options"
+        ) from None
     data = load_data(other.dataset)
     if data.test_images.shape[1:] != shape:
-        raise UserError(f"ood.set={name} has images of shape {tuple(data.test_images.shape[1:])} but the run's are "
-                        f"{tuple(shape)}; choose an OOD set of the same size, or noise")
+        raise UserError(
+            f"ood.set={name} has images of shape {tuple(data.test_images.shape[1:])} but the run's are "
+            f"{tuple(shape)}; choose an OOD set of the same size, or noise"
+        )
     images = data.test_images if count is None else data.test_images[:count]
     return images.to(run.device).float() / 255
 
@@ -69,22 +74,33 @@ def evaluate_run(cfg: DictConfig) -> dict:
     pixels, labels = run.test_pixels(cfg.max_images)
     size = cfg.batch_size
     started = time.perf_counter()
-    log.info("evaluating %s (%s checkpoint, epoch %d) on %d test images", run.run_dir, run.checkpoint, run.epoch,
-             len(labels))
+    log.info(
+        "evaluating %s (%s checkpoint, epoch %d) on %d test images", run.run_dir, run.checkpoint, run.epoch, len(labels)
+    )
 
     logits = logits_of(run, pixels, size)
     probs = logits.softmax(dim=1)
     clean = {**classification_metrics(logits, labels), "brier": calibration.brier_score(probs, labels)}
     bins = calibration.reliability_bins(probs, labels, cfg.calibration.bins)
-    calibration.plot_reliability(bins, run.run_dir / "reliability.png",
-                                 f"{run.cfg.dataset.name} {run.cfg.model.name} {run.cfg.mixup.name}: "
-                                 f"ECE {clean['ece']:.3f}")
-    result = {"run": str(run.run_dir), "checkpoint": run.checkpoint, "epoch": run.epoch, "images": len(labels),
-              "device": str(run.device), "clean": clean, "reliability": bins}
+    calibration.plot_reliability(
+        bins,
+        run.run_dir / "reliability.png",
+        f"{run.cfg.dataset.name} {run.cfg.model.name} {run.cfg.mixup.name}: ECE {clean['ece']:.3f}",
+    )
+    result = {
+        "run": str(run.run_dir),
+        "checkpoint": run.checkpoint,
+        "epoch": run.epoch,
+        "images": len(labels),
+        "device": str(run.device),
+        "clean": clean,
+        "reliability": bins,
+    }
 
-    result["fgsm"] = {f"{eps:g}": accuracy_under(run, pixels, labels, size,
-                                                 lambda x, y, eps=eps: attacks.fgsm(run.logits, x, y, eps))
-                      for eps in cfg.fgsm.epsilons}
+    result["fgsm"] = {
+        f"{eps:g}": accuracy_under(run, pixels, labels, size, lambda x, y, eps=eps: attacks.fgsm(run.logits, x, y, eps))
+        for eps in cfg.fgsm.epsilons
+    }
     result["pgd"] = None
     if cfg.pgd.steps > 0:
         result["pgd"] = {"steps": cfg.pgd.steps, "step_size": cfg.pgd.step_size, "acc": {}}
@@ -92,17 +108,22 @@ def evaluate_run(cfg: DictConfig) -> dict:
             step = cfg.pgd.step_size if cfg.pgd.step_size is not None else 2.5 * eps / cfg.pgd.steps
             draws = generator(f"pgd/{eps:g}")
             result["pgd"]["acc"][f"{eps:g}"] = accuracy_under(
-                run, pixels, labels, size, lambda x, y: attacks.pgd(run.logits, x, y, eps, cfg.pgd.steps, step, draws))
+                run, pixels, labels, size, lambda x, y: attacks.pgd(run.logits, x, y, eps, cfg.pgd.steps, step, draws)
+            )
     result["deformations"] = {}
     for name in deformations.DEFORMATIONS if cfg.deformations else []:
         draws = generator(f"deform/{name}")
-        result["deformations"][name] = accuracy_under(run, pixels, labels, size,
-                                                      lambda x, y: deformations.deform(x, name, draws))
+        result["deformations"][name] = accuracy_under(
+            run, pixels, labels, size, lambda x, y: deformations.deform(x, name, draws)
+        )
 
     name = OOD_DEFAULTS.get(run.cfg.dataset.name, "noise") if cfg.ood.set == "auto" else cfg.ood.set
     outside = logits_of(run, ood_pixels(run, name, cfg.ood.max_images, generator("ood")), size)
-    result["ood"] = {"set": name, "images": len(outside), **{
-        score: ood.detection_metrics(fn(logits), fn(outside)) for score, fn in ood.SCORES.items()}}
+    result["ood"] = {
+        "set": name,
+        "images": len(outside),
+        **{score: ood.detection_metrics(fn(logits), fn(outside)) for score, fn in ood.SCORES.items()},
+    }
     result["seconds"] = time.perf_counter() - started
     RunDir(run.run_dir).write_eval(result)
     return result
@@ -110,16 +131,22 @@ def evaluate_run(cfg: DictConfig) -> dict:
 
 def report(result: dict) -> str:
     c = result["clean"]
-    lines = [f"clean: acc {c['acc']:.2f}%  NLL {c['nll']:.4f}  ECE {c['ece']:.4f}  Brier {c['brier']:.4f}",
-             "FGSM acc: " + "  ".join(f"eps {e}: {a:.2f}%" for e, a in result["fgsm"].items())]
+    lines = [
+        f"clean: acc {c['acc']:.2f}%  NLL {c['nll']:.4f}  ECE {c['ece']:.4f}  Brier {c['brier']:.4f}",
+        "FGSM acc: " + "  ".join(f"eps {e}: {a:.2f}%" for e, a in result["fgsm"].items()),
+    ]
     if result["pgd"]:
-        lines.append(f"PGD-{result['pgd']['steps']} acc: "
-                     + "  ".join(f"eps {e}: {a:.2f}%" for e, a in result["pgd"]["acc"].items()))
+        lines.append(
+            f"PGD-{result['pgd']['steps']} acc: "
+            + "  ".join(f"eps {e}: {a:.2f}%" for e, a in result["pgd"]["acc"].items())
+        )
     if result["deformations"]:
         lines.append("deformations acc: " + "  ".join(f"{n} {a:.1f}%" for n, a in result["deformations"].items()))
     o = result["ood"]
-    lines.append(f"OOD ({o['set']}, {o['images']} images): " + "  ".join(
-        f"{s} AUROC {o[s]['auroc']:.4f} FPR95 {o[s]['fpr95']:.4f}" for s in ood.SCORES))
+    lines.append(
+        f"OOD ({o['set']}, {o['images']} images): "
+        + "  ".join(f"{s} AUROC {o[s]['auroc']:.4f} FPR95 {o[s]['fpr95']:.4f}" for s in ood.SCORES)
+    )
     lines.append(f"wrote {result['run']}/eval.json and reliability.png ({result['seconds']:.1f} s)")
     return "\n".join(lines)
 
@@ -129,8 +156,9 @@ def main(argv: list[str]) -> int:
         print(f"usage: {__doc__.strip()}\n\nKeys and defaults (set with KEY=VALUE):\n")
         print(resources.files("mmx.configs").joinpath("eval.yaml").read_text())
         return 0
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s", stream=sys.stderr
+    )
     with initialize_config_module("mmx.configs", version_base="1.3"):
         try:
             cfg = compose("eval", overrides=quote_paths(argv, ("run",)))

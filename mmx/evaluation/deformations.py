@@ -9,9 +9,8 @@ Zoom is mmx's reading of the paper's "zoom-in / zoom-out p%": the image is resca
 about its centre, so zoom-in 60% shows the central 60% of the image at full size and zoom-out
 140% shows the whole image at 1/1.4 of its size on a black border.
 """
-from __future__ import annotations
 
-import math
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F

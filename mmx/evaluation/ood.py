@@ -1,4 +1,5 @@
 """Out-of-distribution detection from a classifier's logits: maximum softmax probability and energy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 # score name -> higher means "more in-distribution"
 SCORES = {
-    "msp": lambda logits: logits.softmax(dim=1).max(dim=1).values,   # Hendrycks & Gimpel 2017
-    "energy": lambda logits: torch.logsumexp(logits, dim=1),          # Liu et al. 2020: -energy at T = 1
+    "msp": lambda logits: logits.softmax(dim=1).max(dim=1).values,  # Hendrycks & Gimpel 2017
+    "energy": lambda logits: torch.logsumexp(logits, dim=1),  # Liu et al. 2020: -energy at T = 1
 }
 
 

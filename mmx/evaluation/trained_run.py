@@ -1,4 +1,5 @@
 """A trained run loaded back for evaluation: its network, and its test split on the same device."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ def load(run_dir, which: str = "best", device: str = "auto") -> TrainedRun:
     loaded = load_run(run_dir, which, target)
     data = load_data(loaded.cfg.dataset)
     if not isinstance(data, ImageSplits):
-        raise UserError(f"mmx eval works on datasets held in memory, not on streamed folders ({loaded.cfg.dataset.name}); "
-                        f"evaluate a digits, CIFAR, SVHN or Tiny-ImageNet run")
+        raise UserError(
+            f"mmx eval works on datasets held in memory, not on streamed folders ({loaded.cfg.dataset.name}); "
+            f"evaluate a digits, CIFAR, SVHN or Tiny-ImageNet run"
+        )
     return TrainedRun(loaded, data.to(target), target)

@@ -6,6 +6,7 @@ images at mixing point K (flattened) form a matrix whose singular values measure
 paper's Appendix G, mmx reports the largest one and the sum of the rest (averaged over classes),
 writes ``spectrum.json`` into each run, and draws every run's spectrum in one figure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ from mmx.run_dir import write_json
 def representations(run, layer: int, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """The flattened hidden states at mixing point ``layer`` of every test image, with their labels."""
     if not 0 <= layer < run.network.num_points:
-        raise UserError(f"--layer {layer} is not a mixing point of {run.cfg.model.name} (0..{run.network.num_points - 1})")
+        raise UserError(
+            f"--layer {layer} is not a mixing point of {run.cfg.model.name} (0..{run.network.num_points - 1})"
+        )
     pixels, labels = run.test_pixels()
     captured = []
 
@@ -37,7 +40,9 @@ def representations(run, layer: int, batch_size: int = 500) -> tuple[torch.Tenso
     return torch.cat(captured), labels.cpu()
 
 
-def class_spectra(hidden: torch.Tensor, labels: torch.Tensor, num_classes: int, center: bool = False) -> list[list[float]]:
+def class_spectra(
+    hidden: torch.Tensor, labels: torch.Tensor, num_classes: int, center: bool = False
+) -> list[list[float]]:
     """Singular values (descending) of each class's representation matrix (examples x features)."""
     spectra = []
     for c in range(num_classes):
@@ -54,8 +59,11 @@ def summarise(spectra: list[list[float]]) -> dict:
     largest = [s[0] for s in present]
     rest = [sum(s[1:]) for s in present]
     n = len(present)
-    return {"largest": sum(largest) / n, "rest": sum(rest) / n,
-            "rest_over_largest": sum(r / l for r, l in zip(rest, largest)) / n}
+    return {
+        "largest": sum(largest) / n,
+        "rest": sum(rest) / n,
+        "rest_over_largest": sum(r / top for r, top in zip(rest, largest)) / n,
+    }
 
 
 def label(run) -> str:
@@ -76,8 +84,12 @@ def plot(entries: list[dict], path: Path, layer: int) -> None:
         depth = min(len(s) for s in spectra)
         mean = [sum(s[i] for s in spectra) / len(spectra) for i in range(depth)]
         axis.plot(range(1, depth + 1), mean, marker="o", markersize=3, label=entry["label"])
-    axis.set(yscale="log", xlabel="singular value index", ylabel="singular value (mean over classes)",
-             title=f"class-conditional spectra at mixing point {layer}")
+    axis.set(
+        yscale="log",
+        xlabel="singular value index",
+        ylabel="singular value (mean over classes)",
+        title=f"class-conditional spectra at mixing point {layer}",
+    )
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -95,7 +107,9 @@ def markdown(entries: list[dict]) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mmx spectrum", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run directories written by mmx train")
-    parser.add_argument("--layer", type=int, default=1, help="mixing point whose representations to analyse (default 1)")
+    parser.add_argument(
+        "--layer", type=int, default=1, help="mixing point whose representations to analyse (default 1)"
+    )
     parser.add_argument("--checkpoint", default="best", choices=trained_run.CHECKPOINTS)
     parser.add_argument("--center", action="store_true", help="subtract each class's mean first (variance spectrum)")
     parser.add_argument("--device", default="auto")
@@ -107,9 +121,17 @@ def main(argv: list[str]) -> int:
         run = trained_run.load(run_dir, args.checkpoint, args.device)
         hidden, labels = representations(run, args.layer)
         spectra = class_spectra(hidden, labels, run.data.num_classes, args.center)
-        entry = {"run": str(run.run_dir), "label": label(run), "layer": args.layer, "checkpoint": args.checkpoint,
-                 "epoch": run.epoch, "centered": args.center, "dimensions": hidden.shape[1],
-                 "summary": summarise(spectra), "spectra": spectra}
+        entry = {
+            "run": str(run.run_dir),
+            "label": label(run),
+            "layer": args.layer,
+            "checkpoint": args.checkpoint,
+            "epoch": run.epoch,
+            "centered": args.center,
+            "dimensions": hidden.shape[1],
+            "summary": summarise(spectra),
+            "spectra": spectra,
+        }
         write_json(run.run_dir / "spectrum.json", entry)
         entries.append(entry)
     print(markdown(entries), end="")
@@ -119,8 +141,10 @@ def main(argv: list[str]) -> int:
         plot(entries, out / "spectrum.png", args.layer)
         (out / "spectrum.md").write_text(
             f"Class-conditional singular values at mixing point {args.layer} ({args.checkpoint} checkpoints; "
-            f"{'centred' if args.center else 'uncentred, as in the paper'}), mean over classes.\n\n{markdown(entries)}")
-        (out / "spectrum.json").write_text(json.dumps([{k: v for k, v in e.items() if k != "spectra"}
-                                                       for e in entries], indent=2) + "\n")
+            f"{'centred' if args.center else 'uncentred, as in the paper'}), mean over classes.\n\n{markdown(entries)}"
+        )
+        (out / "spectrum.json").write_text(
+            json.dumps([{k: v for k, v in e.items() if k != "spectra"} for e in entries], indent=2) + "\n"
+        )
         print(f"wrote {out / 'spectrum.png'}, spectrum.md and spectrum.json")
     return 0

@@ -7,6 +7,7 @@ decision boundary in input space (top) and the bottleneck representations (botto
 training points and of inputs drawn uniformly over the plotted square (grey). Mixing comes from
 the same :class:`mmx.mixing.Mixer` and :class:`mmx.step.TrainStep` as ``mmx train``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,12 @@ def train(regime: str, points, labels, *, alpha: float, steps: int, batch_size: 
     torch.manual_seed(seed)
     model = BottleneckMLP(num_classes=2, in_features=2, width=width, bottleneck=2, before=4, after=3)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    mixer = Mixer(regime, alpha, REGIMES[regime], num_points=model.num_points, device=torch.device("cpu"), seed=seed + 1)
-    step = TrainStep(model, optimizer, torch.amp.GradScaler("cpu", enabled=False), soft_cross_entropy, 2,
-                     torch.device("cpu"), "fp32")
+    mixer = Mixer(
+        regime, alpha, REGIMES[regime], num_points=model.num_points, device=torch.device("cpu"), seed=seed + 1
+    )
+    step = TrainStep(
+        model, optimizer, torch.amp.GradScaler("cpu", enabled=False), soft_cross_entropy, 2, torch.device("cpu"), "fp32"
+    )
     order = torch.Generator().manual_seed(seed + 2)
     for _ in range(steps):
         index = torch.randint(len(points), (batch_size,), generator=order)
@@ -88,7 +92,9 @@ def figure(results: dict, points, labels, path: Path, grid_size: int = 200) -> N
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mmx spiral", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="results/figures/spiral.png", help="PNG to write (a .json of accuracies beside it)")
+    parser.add_argument(
+        "--out", default="results/figures/spiral.png", help="PNG to write (a .json of accuracies beside it)"
+    )
     parser.add_argument("--points", type=int, default=1000, help="training points per class")
     parser.add_argument("--steps", type=int, default=3000, help="Adam steps per regime")
     parser.add_argument("--batch-size", type=int, default=100)
@@ -103,16 +109,27 @@ def main(argv: list[str]) -> int:
     results, accuracy = {}, {}
     for regime in REGIMES:
         started = time.perf_counter()
-        model = train(regime, points, labels, alpha=args.alpha, steps=args.steps, batch_size=args.batch_size,
-                      width=args.width, seed=args.seed)
+        model = train(
+            regime,
+            points,
+            labels,
+            alpha=args.alpha,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            width=args.width,
+            seed=args.seed,
+        )
         with torch.no_grad():
             accuracy[regime] = {
                 "train_acc": float((model(points).argmax(1) == labels).float().mean() * 100),
                 "test_acc": float((model(test_points).argmax(1) == test_labels).float().mean() * 100),
-                "seconds": time.perf_counter() - started}
+                "seconds": time.perf_counter() - started,
+            }
         results[regime] = model
-        print(f"{regime:<9} train acc {accuracy[regime]['train_acc']:.1f}%  test acc {accuracy[regime]['test_acc']:.1f}%"
-              f"  ({accuracy[regime]['seconds']:.1f} s)")
+        print(
+            f"{regime:<9} train acc {accuracy[regime]['train_acc']:.1f}%  test acc {accuracy[regime]['test_acc']:.1f}%"
+            f"  ({accuracy[regime]['seconds']:.1f} s)"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure(results, points, labels, out)

@@ -1,4 +1,5 @@
 """Network families; each is a :class:`StagedNetwork` that exposes its mixing points."""
+
 from mmx.models.mlp import BottleneckMLP
 from mmx.models.preact_resnet import PreActResNet
 from mmx.models.staged import StagedNetwork

@@ -1,8 +1,10 @@
-"""Fully connected networks with a narrow bottleneck, as in the paper's spectrum (Appendix G) and spiral (Figure 1) studies.
+"""Fully connected networks with a narrow bottleneck, as in the paper's spectrum (Appendix G) and spiral
+(Figure 1) studies.
 
 Mixing points: 0 is the (flattened) input, 1 the bottleneck, the only hidden layer the paper mixes
 there. The bottleneck is linear, so its representations are free to spread over all its dimensions.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -28,11 +30,21 @@ class BottleneckMLP(StagedNetwork):
     (images are flattened); ``in_features`` sets it directly for non-image inputs.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 8, in_features: int | None = None,
-                 width: int = 1024, bottleneck: int = 12, before: int = 3, after: int = 4):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 8,
+        in_features: int | None = None,
+        width: int = 1024,
+        bottleneck: int = 12,
+        before: int = 3,
+        after: int = 4,
+    ):
         if before < 1 or after < 0 or bottleneck < 1:
-            raise ValueError(f"BottleneckMLP needs before >= 1, after >= 0 and bottleneck >= 1 (got {before}, {after}, "
-                             f"{bottleneck})")
+            raise ValueError(
+                f"BottleneckMLP needs before >= 1, after >= 0 and bottleneck >= 1 (got {before}, {after}, {bottleneck})"
+            )
         inputs = in_features or in_channels * image_size * image_size
         encoder = _layers([inputs] + [width] * before + [bottleneck], last_activation=False)
         decoder = _layers([bottleneck] + [width] * after + [num_classes], last_activation=False)

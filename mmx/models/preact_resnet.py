@@ -5,6 +5,7 @@ channels, four stages of pre-activation blocks with widths ``width * (1, 2, 4, 8
 1/2/2/2, a 1x1 projection shortcut without BN taken from the pre-activated input when the shape
 changes, no final BN-ReLU before pooling, and a linear head.
 """
+
 from __future__ import annotations
 
 import torch
@@ -63,8 +64,12 @@ def _stem(kind: str, in_channels: int, width: int, stride: int) -> nn.Module:
     if kind == "cifar":
         return nn.Conv2d(in_channels, width, 3, stride, 1, bias=False)
     if kind == "imagenet":
-        return nn.Sequential(nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
-                             nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        return nn.Sequential(
+            nn.Conv2d(in_channels, width, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
     raise ValueError(f"PreActResNet stem must be cifar or imagenet, got {kind!r}")
 
 
@@ -107,8 +112,16 @@ class PreActResNet(StagedNetwork):
     tiny widths).
     """
 
-    def __init__(self, depth: int = 18, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-                 width: int = 64, stem_stride: int | str = "auto", stem: str = "auto"):
+    def __init__(
+        self,
+        depth: int = 18,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+        width: int = 64,
+        stem_stride: int | str = "auto",
+        stem: str = "auto",
+    ):
         if depth not in ARCHITECTURES:
             raise ValueError(f"PreActResNet depth must be one of {sorted(ARCHITECTURES)}, got {depth}")
         block, counts = ARCHITECTURES[depth]
@@ -124,9 +137,11 @@ class PreActResNet(StagedNetwork):
                 in_planes = planes * block.expansion
             residual_stages.append(nn.Sequential(*blocks))
         head = ClassifierHead(in_planes, num_classes)
-        super().__init__([
-            nn.Sequential(stem, residual_stages[0]),
-            residual_stages[1],
-            residual_stages[2],
-            nn.Sequential(residual_stages[3], head),
-        ])
+        super().__init__(
+            [
+                nn.Sequential(stem, residual_stages[0]),
+                residual_stages[1],
+                residual_stages[2],
+                nn.Sequential(residual_stages[3], head),
+            ]
+        )

@@ -1,4 +1,5 @@
 """The one thing every mmx network shares: a chain of stages with mixing points between them."""
+
 from __future__ import annotations
 
 from typing import Callable

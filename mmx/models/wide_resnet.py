@@ -6,6 +6,7 @@ in PyTorch terms) + ReLU before pooling, and PyTorch's default initialisation: t
 defines a Xavier-uniform init (gain sqrt(2), zero biases) but never applies it, so the networks
 that made the paper's numbers started from the default (``init="xavier"`` applies it).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,9 @@ class WideBlock(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=True)
-        self.shortcut = (nn.Conv2d(in_planes, planes, 1, stride, bias=True)
-                         if stride != 1 or in_planes != planes else nn.Identity())
+        self.shortcut = (
+            nn.Conv2d(in_planes, planes, 1, stride, bias=True) if stride != 1 or in_planes != planes else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.dropout(self.conv1(F.relu(self.bn1(x))))
@@ -48,8 +50,17 @@ class FinalActivation(nn.Module):
 class WideResNet(StagedNetwork):
     """WRN-``depth``-``widen_factor``; mixing points: 0 input, 1-3 outputs of its three stages."""
 
-    def __init__(self, depth: int = 28, widen_factor: int = 10, num_classes: int = 10, in_channels: int = 3,
-                 image_size: int = 32, dropout: float = 0.0, stem_stride: int | str = "auto", init: str = "default"):
+    def __init__(
+        self,
+        depth: int = 28,
+        widen_factor: int = 10,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+        dropout: float = 0.0,
+        stem_stride: int | str = "auto",
+        init: str = "default",
+    ):
         if (depth - 4) % 6 != 0:
             raise ValueError(f"WideResNet depth must be 6n+4 (e.g. 16, 22, 28, 40), got {depth}")
         if init not in ("default", "xavier"):
@@ -67,12 +78,14 @@ class WideResNet(StagedNetwork):
                 blocks.append(WideBlock(in_planes, planes, s, dropout))
                 in_planes = planes
             stages.append(nn.Sequential(*blocks))
-        super().__init__([
-            nn.Sequential(stem, stages[0]),
-            stages[1],
-            stages[2],
-            nn.Sequential(FinalActivation(in_planes), ClassifierHead(in_planes, num_classes)),
-        ])
+        super().__init__(
+            [
+                nn.Sequential(stem, stages[0]),
+                stages[1],
+                stages[2],
+                nn.Sequential(FinalActivation(in_planes), ClassifierHead(in_planes, num_classes)),
+            ]
+        )
         if init == "xavier":
             self._xavier_init()
 

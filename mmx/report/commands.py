@@ -1,4 +1,5 @@
 """``mmx tables`` and ``mmx plot``: argument parsing and what they print."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,16 +34,26 @@ def tables_main(argv: list[str]) -> int:
         _, runs = _runs(parser, argv)
         print(brief(runs))
         return 0
-    return _command(argv, "mmx tables", "Tabulate runs: mean ± std over seeds per cell, the paper's numbers beside "
-                    "ours, as CSV, Markdown and LaTeX (--brief: one line per run on the console, no files).",
-                    "results", lambda runs, out: write_tables(runs, out) + write_eval_tables(runs, out))
+    return _command(
+        argv,
+        "mmx tables",
+        "Tabulate runs: mean ± std over seeds per cell, the paper's numbers beside "
+        "ours, as CSV, Markdown and LaTeX (--brief: one line per run on the console, no files).",
+        "results",
+        lambda runs, out: write_tables(runs, out) + write_eval_tables(runs, out),
+    )
 
 
 def plot_main(argv: list[str]) -> int:
     from mmx.report.plots import write_plots
 
-    return _command(argv, "mmx plot", "Figures of runs: test error and NLL per epoch (mean ± std over seeds) and "
-                    "error against alpha, as PNG.", "results/figures", write_plots)
+    return _command(
+        argv,
+        "mmx plot",
+        "Figures of runs: test error and NLL per epoch (mean ± std over seeds) and error against alpha, as PNG.",
+        "results/figures",
+        write_plots,
+    )
 
 
 def _command(argv: list[str], prog: str, description: str, default_out: str, write) -> int:

@@ -4,6 +4,7 @@ Cells are the same as the accuracy tables' (mmx.report.tables.CELL); each number
 the seeds that have an eval.json. The paper's numbers stand beside ours where it has them: Table 7
 (FGSM; the paper does not state its epsilon) and Table 4 (deformations).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,9 +29,14 @@ def _columns(runs: pd.DataFrame, prefixes) -> list[str]:
 
 
 def _paper_value(paper: pd.DataFrame, table: str, cell: pd.Series, metric: str) -> float:
-    rows = paper[(paper["table"] == table) & (paper["metric"] == metric) & (paper["dataset"] == cell["dataset"])
-                 & (paper["model"] == cell["model"]) & (paper["regime"] == cell["regime"])
-                 & (paper["points"] == cell["points"])]
+    rows = paper[
+        (paper["table"] == table)
+        & (paper["metric"] == metric)
+        & (paper["dataset"] == cell["dataset"])
+        & (paper["model"] == cell["model"])
+        & (paper["regime"] == cell["regime"])
+        & (paper["points"] == cell["points"])
+    ]
     alpha = cell["alpha"]
     rows = rows[rows["alpha"].isna() | (False if pd.isna(alpha) else (rows["alpha"] - alpha).abs() < 1e-9)]
     return float(rows["value"].iloc[0]) if len(rows) else math.nan
@@ -47,8 +53,11 @@ def eval_table(runs: pd.DataFrame, kind: str, paper: pd.DataFrame) -> tuple[pd.D
     for key, group in evaluated.groupby(CELL, dropna=False, sort=True):
         cell = pd.Series(dict(zip(CELL, key)))
         row = {**cell.to_dict(), "seeds": len(group)}
-        shown = {c: (v if not (pd.isna(v) or v == "") else "–") for c, v in cell.items()
-                 if c in ("dataset", "model", "regime") or evaluated[c].nunique(dropna=False) > 1}
+        shown = {
+            c: (v if not (pd.isna(v) or v == "") else "–")
+            for c, v in cell.items()
+            if c in ("dataset", "model", "regime") or evaluated[c].nunique(dropna=False) > 1
+        }
         shown["seeds"] = len(group)
         if kind == "ood":
             shown["OOD set"] = ", ".join(sorted(group["ood_set"].dropna().unique()))

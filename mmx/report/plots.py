@@ -1,5 +1,6 @@
 """Figures: test error and NLL against epoch per variant (mean line, +- one std band over seeds),
 and final/best test error against alpha."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,9 +32,11 @@ def curve_figure(runs: pd.DataFrame, title: str, path: Path) -> None:
             continue
         for ax, (column, _) in zip(axes, PANELS):
             stats = curves.groupby("epoch")[column].agg(["mean", "std", "count"])
-            line, = ax.plot(stats.index, stats["mean"], label=f"{name} ({group['seed'].nunique()} seeds)")
+            (line,) = ax.plot(stats.index, stats["mean"], label=f"{name} ({group['seed'].nunique()} seeds)")
             spread = stats["std"].fillna(0)
-            ax.fill_between(stats.index, stats["mean"] - spread, stats["mean"] + spread, color=line.get_color(), alpha=0.2)
+            ax.fill_between(
+                stats.index, stats["mean"] - spread, stats["mean"] + spread, color=line.get_color(), alpha=0.2
+            )
     for ax, (_, label) in zip(axes, PANELS):
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
@@ -53,8 +56,14 @@ def alpha_figure(runs: pd.DataFrame, title: str, path: Path) -> None:
         stats = group.groupby("alpha")[["final_error", "best_error"]].agg(["mean", "std"])
         name = regime + (f" {{{points}}}" if regime == "manifold" else "")
         for block, style in (("final", "-o"), ("best", "--s")):
-            ax.errorbar(stats.index, stats[(f"{block}_error", "mean")], yerr=stats[(f"{block}_error", "std")],
-                        fmt=style, capsize=3, label=f"{name}, {block} epoch")
+            ax.errorbar(
+                stats.index,
+                stats[(f"{block}_error", "mean")],
+                yerr=stats[(f"{block}_error", "std")],
+                fmt=style,
+                capsize=3,
+                label=f"{name}, {block} epoch",
+            )
     ax.set_xlabel("alpha (lam ~ Beta(alpha, alpha))")
     ax.set_ylabel("test error (%)")
     ax.grid(True, alpha=0.3)
@@ -75,7 +84,10 @@ def write_plots(runs: pd.DataFrame, out: Path) -> list[Path]:
         mixed = group[(group["regime"] != "none") & group["finished"]]
         alphas_per_variant = mixed.groupby(["regime", "points"])["alpha"].nunique()
         if (alphas_per_variant > 1).any():
-            alpha_figure(group[group["regime"] != "none"], f"{dataset}, {model}: alpha sweep ({table})",
-                         out / f"{stem}_alpha.png")
+            alpha_figure(
+                group[group["regime"] != "none"],
+                f"{dataset}, {model}: alpha sweep ({table})",
+                out / f"{stem}_alpha.png",
+            )
             written.append(out / f"{stem}_alpha.png")
     return written

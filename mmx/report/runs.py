@@ -1,4 +1,5 @@
 """Finding run directories and reading each into one row: what was trained and how it ended."""
+
 from __future__ import annotations
 
 import logging
@@ -38,20 +39,29 @@ def read_run(run_dir: Path) -> dict:
     mixing = cfg.mixup.name != "none"
     loss = cfg.loss.name if isinstance(cfg.loss, DictConfig) else cfg.loss
     row = {
-        "run_dir": str(run_dir), "experiment": experiment,
+        "run_dir": str(run_dir),
+        "experiment": experiment,
         "table": experiment.split("/")[1] if experiment and experiment.startswith("paper/") else "runs",
-        "dataset": cfg.dataset.name, "model": cfg.model.name, "regime": cfg.mixup.name,
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "regime": cfg.mixup.name,
         "alpha": float(cfg.mixup.alpha) if mixing else None,
         "points": ",".join(map(str, points(cfg.mixup))) if mixing else "",
-        "epochs": int(cfg.epochs), "loss": loss, "seed": int(cfg.seed),
-        "labels_per_class": cfg.dataset.get("labels_per_class"), "smoke": bool(cfg.get("smoke", False)),
+        "epochs": int(cfg.epochs),
+        "loss": loss,
+        "seed": int(cfg.seed),
+        "labels_per_class": cfg.dataset.get("labels_per_class"),
+        "smoke": bool(cfg.get("smoke", False)),
     }
     summary = run.read_summary()
     if summary is None:  # killed during its first epoch
         return {**row, "finished": False, "epochs_done": 0}
     try:
-        row.update(finished=bool(summary["finished"]), epochs_done=int(summary["epochs_done"]),
-                   best_epoch=(summary["best"] or {}).get("epoch"))
+        row.update(
+            finished=bool(summary["finished"]),
+            epochs_done=int(summary["epochs_done"]),
+            best_epoch=(summary["best"] or {}).get("epoch"),
+        )
         for block in ("final", "best"):
             for metric in TEST_METRICS:
                 row[f"{block}_{metric}"] = (summary[block] or {}).get(metric)

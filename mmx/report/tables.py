@@ -4,6 +4,7 @@ One cell is one (dataset, model, regime, alpha, mixing points, epochs, loss, lab
 each paper table and for the runs that belong to none ("runs": any user sweep), three files:
 CSV (every number in its own column), Markdown and LaTeX (formatted "mean ± std").
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,8 @@ from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+
+from mmx.run_dir import TEST_METRICS
 
 log = logging.getLogger("mmx")
 
@@ -22,8 +25,9 @@ PAPER_IDS = {"table1": ["1a", "1b"], "table2": ["2"], "table3": ["3"], "table5":
 SHOWN = {"table3": ["acc", "top5", "nll"], "table5": ["acc", "nll"], "table6": ["acc", "nll"]}
 DEFAULT_SHOWN = ["error", "nll", "ece"]
 PAPER_TO_OURS = {"test_error": "best_error", "test_nll": "best_nll", "test_acc": "best_acc", "test_top5": "best_top5"}
-LABELS = {"error": "error %", "acc": "acc %", "top5": "top-5 %", "nll": "NLL", "ece": "ECE"}
-DECIMALS = {"error": 2, "acc": 2, "top5": 2, "nll": 3, "ece": 3}
+# The test metrics' labels and decimals come from the one specification of the epoch metrics.
+LABELS = {name: metric.label for name, metric in TEST_METRICS.items()}
+DECIMALS = {name: metric.decimals for name, metric in TEST_METRICS.items()}
 
 
 def paper_numbers() -> pd.DataFrame:
@@ -40,13 +44,18 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         done = group[group["finished"]]
         pending = group[~group["finished"]]
         row = dict(zip(CELL, key), seeds=len(done), unfinished=len(pending))
-        row["status"] = "" if pending.empty else (
-            f"{len(pending)} unfinished (epochs done: {', '.join(str(e) for e in sorted(pending['epochs_done']))}"
-            f" of {int(group['epochs'].iloc[0])})")
+        row["status"] = (
+            ""
+            if pending.empty
+            else (
+                f"{len(pending)} unfinished (epochs done: {', '.join(str(e) for e in sorted(pending['epochs_done']))}"
+                f" of {int(group['epochs'].iloc[0])})"
+            )
+        )
         # Finished seeds define the cell; a cell with none shows its unfinished runs' latest numbers.
         source = done if not done.empty else pending
         for block in ("final", "best"):
-            for metric in ("error", "acc", "top5", "nll", "ece"):
+            for metric in TEST_METRICS:
                 column = f"{block}_{metric}"
                 values = source[column].dropna() if column in source else pd.Series(dtype=float)
                 row[f"{column}_mean"] = values.mean() if len(values) else math.nan
@@ -64,9 +73,13 @@ def add_paper(cells: pd.DataFrame, table: str, paper: pd.DataFrame) -> pd.DataFr
     cells = cells.copy()
     for i, cell in cells.iterrows():
         alpha = cell["alpha"]
-        match = rows[(rows["dataset"] == cell["dataset"]) & (rows["model"] == cell["model"])
-                     & (rows["regime"] == cell["regime"]) & (rows["points"] == cell["points"])
-                     & (rows["alpha"].isna() if pd.isna(alpha) else (rows["alpha"] - alpha).abs() < 1e-9)]
+        match = rows[
+            (rows["dataset"] == cell["dataset"])
+            & (rows["model"] == cell["model"])
+            & (rows["regime"] == cell["regime"])
+            & (rows["points"] == cell["points"])
+            & (rows["alpha"].isna() if pd.isna(alpha) else (rows["alpha"] - alpha).abs() < 1e-9)
+        ]
         for _, published in match.iterrows():
             metric = published["metric"]
             ours = cell.get(f"{PAPER_TO_OURS[metric]}_mean", math.nan)
@@ -89,7 +102,9 @@ def formatted(cells: pd.DataFrame, table: str) -> pd.DataFrame:
     shown = SHOWN.get(table, DEFAULT_SHOWN)
     out = pd.DataFrame()
     for column in CELL:
-        values = cells[column].map(lambda v: "–" if pd.isna(v) or v == "" else (f"{v:g}" if isinstance(v, float) else str(v)))
+        values = cells[column].map(
+            lambda v: "–" if pd.isna(v) or v == "" else (f"{v:g}" if isinstance(v, float) else str(v))
+        )
         if column in ("dataset", "model", "regime") or values.nunique() > 1:
             out[column] = values
     out["seeds"] = cells["seeds"]
@@ -97,25 +112,33 @@ def formatted(cells: pd.DataFrame, table: str) -> pd.DataFrame:
         for metric in shown:
             out[f"{block} {LABELS[metric]}"] = [
                 _mean_std(m, s, DECIMALS[metric])
-                for m, s in zip(cells[f"{block}_{metric}_mean"], cells[f"{block}_{metric}_std"])]
+                for m, s in zip(cells[f"{block}_{metric}_mean"], cells[f"{block}_{metric}_std"])
+            ]
     for metric, ours in PAPER_TO_OURS.items():
         if f"paper_{metric}" not in cells:
             continue
         name = LABELS[ours.split("_")[1]]
         decimals = DECIMALS[ours.split("_")[1]]
-        out[f"paper {name}"] = [_mean_std(v, s, decimals) for v, s in zip(cells[f"paper_{metric}"], cells[f"paper_{metric}_std"])]
+        out[f"paper {name}"] = [
+            _mean_std(v, s, decimals) for v, s in zip(cells[f"paper_{metric}"], cells[f"paper_{metric}_std"])
+        ]
         sigma = cells.get(f"delta_{metric}_sigma")
         out[f"Δ {name}"] = [
-            "–" if pd.isna(d) else (f"{d:+.{decimals}f} ({z:+.1f}σ)" if sigma is not None and not pd.isna(z) else f"{d:+.{decimals}f}")
-            for d, z in zip(cells[f"delta_{metric}"], sigma if sigma is not None else [math.nan] * len(cells))]
+            "–"
+            if pd.isna(d)
+            else (f"{d:+.{decimals}f} ({z:+.1f}σ)" if sigma is not None and not pd.isna(z) else f"{d:+.{decimals}f}")
+            for d, z in zip(cells[f"delta_{metric}"], sigma if sigma is not None else [math.nan] * len(cells))
+        ]
     out["status"] = cells["status"]
     return out
 
 
 def caption(cells: pd.DataFrame, table: str) -> str:
     constant = [f"{c} {cells[c].iloc[0]}" for c in ("epochs", "loss") if cells[c].nunique(dropna=False) == 1]
-    parts = [f"mmx {table}: mean ± sample std over seeds of the final epoch and of the best epoch (lowest test "
-             f"error; the paper reports the best)."]
+    parts = [
+        f"mmx {table}: mean ± sample std over seeds of the final epoch and of the best epoch (lowest test "
+        f"error; the paper reports the best)."
+    ]
     if constant:
         parts.append(f"All runs: {', '.join(constant)}.")
     if any(c.startswith("paper_") for c in cells):
@@ -142,22 +165,33 @@ def write_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
         paths = [out / f"{table}.csv", out / f"{table}.md", out / f"{table}.tex"]
         cells.to_csv(paths[0], index=False, float_format="%.6g")
         paths[1].write_text(f"{text}\n\n{to_markdown(pretty)}")
-        paths[2].write_text(pretty.to_latex(index=False, caption=text, label=f"tab:mmx-{table}").replace("±", r"$\pm$")
-                            .replace("Δ", r"$\Delta$").replace("σ", r"$\sigma$").replace("%", r"\%").replace("_", r"\_").replace("–", "--"))
+        paths[2].write_text(
+            pretty.to_latex(index=False, caption=text, label=f"tab:mmx-{table}")
+            .replace("±", r"$\pm$")
+            .replace("Δ", r"$\Delta$")
+            .replace("σ", r"$\sigma$")
+            .replace("%", r"\%")
+            .replace("_", r"\_")
+            .replace("–", "--")
+        )
         written += paths
     return written
 
 
 def brief(runs: pd.DataFrame) -> str:
     """One line per run: what it trained and how it ended (``mmx tables --brief``)."""
-    header = (f"{'dataset':<9} {'model':<15} {'mixup':<9} {'alpha':>5} {'seed':>4} {'epochs':>9}  {'test error %':>12} "
-              f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6}")
+    header = (
+        f"{'dataset':<9} {'model':<15} {'mixup':<9} {'alpha':>5} {'seed':>4} {'epochs':>9}  {'test error %':>12} "
+        f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6}"
+    )
     lines = [header, "-" * len(header)]
     for _, r in runs.sort_values(["dataset", "model", "regime", "alpha", "seed"], na_position="first").iterrows():
         alpha = "-" if pd.isna(r["alpha"]) else f"{r['alpha']:g}"
         done = f"{r['epochs_done']}/{r['epochs']}"
         best_epoch = "" if pd.isna(r.get("best_epoch")) else int(r["best_epoch"])
-        lines.append(f"{r['dataset']:<9} {r['model']:<15} {r['regime']:<9} {alpha:>5} {r['seed']:>4} {done:>9}  "
-                     f"{r.get('final_error', math.nan):>12.2f} {r.get('final_nll', math.nan):>8.4f} "
-                     f"{r.get('final_ece', math.nan):>6.3f}  {r.get('best_error', math.nan):>12.2f} {best_epoch:>6}")
+        lines.append(
+            f"{r['dataset']:<9} {r['model']:<15} {r['regime']:<9} {alpha:>5} {r['seed']:>4} {done:>9}  "
+            f"{r.get('final_error', math.nan):>12.2f} {r.get('final_nll', math.nan):>8.4f} "
+            f"{r.get('final_ece', math.nan):>6.3f}  {r.get('best_error', math.nan):>12.2f} {best_epoch:>6}"
+        )
     return "\n".join(lines)

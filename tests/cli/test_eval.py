@@ -1,4 +1,5 @@
 """mmx eval: calibration, attacks, deformations and OOD detection, checked by sanity properties and by hand."""
+
 import json
 import math
 import shutil
@@ -8,9 +9,12 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from conftest import assert_one_sentence_error, run_mmx
 from mmx.evaluation import attacks, calibration, deformations, ood
 from mmx.metrics import expected_calibration_error
+
+from helpers import assert_one_sentence_error, run_mmx
+
+pytestmark = pytest.mark.slow  # trains or builds through the command line
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +79,31 @@ def test_tables_pick_up_eval_json(evaluated, tmp_path):
     assert f"{result['ood']['msp']['auroc']:.4f}" in (out / "eval_ood.md").read_text()
 
 
-@pytest.mark.parametrize("angle, shear, scale", [(17.0, 0.0, 1.0), (-35.0, 0.0, 1.0), (0.0, 28.6, 1.0),
-                                                 (0.0, -57.3, 1.0), (0.0, 0.0, 1 / 0.6), (0.0, 0.0, 1 / 1.4)])
+@pytest.mark.parametrize(
+    "angle, shear, scale",
+    [
+        (17.0, 0.0, 1.0),
+        (-35.0, 0.0, 1.0),
+        (0.0, 28.6, 1.0),
+        (0.0, -57.3, 1.0),
+        (0.0, 0.0, 1 / 0.6),
+        (0.0, 0.0, 1 / 1.4),
+    ],
+)
 def test_batched_deformations_equal_torchvision_affine_image_by_image(angle, shear, scale):
     images = torch.rand(3, 3, 16, 20)
     n = len(images)
     matrices = deformations.inverse_affine(torch.full((n,), angle), torch.full((n,), shear), torch.full((n,), scale))
     ours = deformations.warp(images, matrices)
     for image, mine in zip(images, ours):
-        theirs = TF.affine(image, angle=angle, translate=[0, 0], scale=scale, shear=[shear, 0.0],
-                           interpolation=InterpolationMode.BILINEAR)
+        theirs = TF.affine(
+            image,
+            angle=angle,
+            translate=[0, 0],
+            scale=scale,
+            shear=[shear, 0.0],
+            interpolation=InterpolationMode.BILINEAR,
+        )
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
 
 
@@ -140,8 +159,10 @@ def test_mistakes_are_one_sentence_errors(evaluated, tmp_path):
     assert_one_sentence_error(run_mmx(["eval"], tmp_path), "no run given; pass run=RUN_DIR")
     assert_one_sentence_error(run_mmx(["eval", f"run={tmp_path}"], tmp_path), "is not an mmx run directory")
     assert_one_sentence_error(run_mmx(["eval", f"run={run}", "checkpoint=middle"], tmp_path), "checkpoint=middle")
-    assert_one_sentence_error(run_mmx(["eval", f"run={run}", "ood.set=synthetic"], tmp_path),
-                              "ood.set=synthetic has images of shape (3, 32, 32)")
+    assert_one_sentence_error(
+        run_mmx(["eval", f"run={run}", "ood.set=synthetic"], tmp_path),
+        "ood.set=synthetic has images of shape (3, 32, 32)",
+    )
     assert_one_sentence_error(run_mmx(["eval", f"run={run}", "ood.set=mnist"], tmp_path), "ood.set=mnist is neither")
     assert_one_sentence_error(run_mmx(["eval", f"run={run}", "fgsm.eps=1"], tmp_path), "mmx eval --help")
     help_text = run_mmx(["eval", "--help"], tmp_path)

@@ -1,27 +1,54 @@
 """mmx bench at tiny sizes on the CPU: both paths run, the table and the JSON are well formed."""
+
 import json
 
-from conftest import assert_one_sentence_error, run_mmx
+import pytest
+
+from helpers import assert_one_sentence_error, run_mmx
+
+pytestmark = pytest.mark.slow  # trains or builds through the command line
 
 
 def test_bench_times_both_paths_and_writes_json(tmp_path):
-    result = run_mmx(["bench", "--regimes", "none,manifold", "--batch-sizes", "8,16", "--steps", "2", "--warmup", "1",
-                      "--repeats", "2", "--out", "bench.json", "model.width=8"], tmp_path)
+    result = run_mmx(
+        [
+            "bench",
+            "--regimes",
+            "none,manifold",
+            "--batch-sizes",
+            "8,16",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--out",
+            "bench.json",
+            "model.width=8",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["device"].startswith("cpu") and report["peak_tflops"] > 0
     results = report["results"]
     assert {(r["regime"], r["batch_size"], r["path"]) for r in results} == {
-        (regime, batch, path) for regime in ("none", "manifold") for batch in (8, 16) for path in ("reference", "fast")}
+        (regime, batch, path) for regime in ("none", "manifold") for batch in (8, 16) for path in ("reference", "fast")
+    }
     for r in results:
         assert r["images_per_second"] > 0 and len(r["repeats"]) == 2 and r["fraction_of_peak"] > 0
-        assert r["fraction_of_peak"] == r["images_per_second"] * r["train_gflop_per_image"] / (report["peak_tflops"] * 1e3)
+        assert r["fraction_of_peak"] == r["images_per_second"] * r["train_gflop_per_image"] / (
+            report["peak_tflops"] * 1e3
+        )
         assert r["precision"] == "fp32"  # on a CPU both paths train in fp32
         assert r["train_gflop_per_image"] > 0
     rows = [line.split() for line in result.stdout.splitlines() if " fast " in line or " reference " in line]
     assert len(rows) == 8
     assert all(row[-1].endswith("x") for row in rows if row[3] == "fast" and row[1] == "none")  # fast/reference
-    assert all(row[-2].endswith("x") and row[-1].endswith("%") for row in rows if row[3] == "fast" and row[1] == "manifold")
+    assert all(
+        row[-2].endswith("x") and row[-1].endswith("%") for row in rows if row[3] == "fast" and row[1] == "manifold"
+    )
     assert all(row[-1].endswith("%") for row in rows if row[3] == "reference" and row[1] == "manifold")  # mix cost
     assert "measured matmul peak" in result.stdout
 
@@ -30,8 +57,25 @@ def test_bench_compiles_every_configuration_afresh_one_graph_per_point(tmp_path)
     """Three compiled configurations in one process: each compiles its own graph, none falls back to eager
     (dynamo's cache would fill over configurations without a reset), and a warm-up longer than the timed
     steps is run in full."""
-    result = run_mmx(["bench", "--regimes", "none,input", "--batch-sizes", "8,16", "--paths", "compiled",
-                      "--steps", "1", "--warmup", "3", "--repeats", "1", "model.width=8"], tmp_path)
+    result = run_mmx(
+        [
+            "bench",
+            "--regimes",
+            "none,input",
+            "--batch-sizes",
+            "8,16",
+            "--paths",
+            "compiled",
+            "--steps",
+            "1",
+            "--warmup",
+            "3",
+            "--repeats",
+            "1",
+            "model.width=8",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "bench.json").read_text())["results"]
     assert len(results) == 4
@@ -44,5 +88,7 @@ def test_bench_compiles_every_configuration_afresh_one_graph_per_point(tmp_path)
 def test_bench_unknown_or_impossible_paths(tmp_path):
     assert_one_sentence_error(run_mmx(["bench", "--paths", "fast,turbo"], tmp_path), "unknown path(s) turbo")
     assert_one_sentence_error(run_mmx(["bench", "--steps", "0"], tmp_path), "--steps must be at least 1")
-    assert_one_sentence_error(run_mmx(["bench", "--paths", "graphs", "--steps", "1", "model.width=8"], tmp_path),
-                              "trainer.cuda_graphs=true needs a CUDA device")
+    assert_one_sentence_error(
+        run_mmx(["bench", "--paths", "graphs", "--steps", "1", "model.width=8"], tmp_path),
+        "trainer.cuda_graphs=true needs a CUDA device",
+    )

@@ -1,4 +1,5 @@
 """``mmx train`` end to end in a subprocess on the embedded digits data."""
+
 import csv
 import json
 
@@ -6,12 +7,32 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, assert_one_sentence_error, run_mmx
+from helpers import TINY, assert_one_sentence_error, run_mmx
 
-COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_acc", "test_error", "test_nll", "test_ece",
-           "epoch_seconds", "train_images_per_second", "test_top5"]
-TAGS = ["train/loss", "train/acc", "test/acc", "test/error", "test/nll", "test/ece", "test/top5", "lr",
-        "throughput/images_per_second"]
+COLUMNS = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_acc",
+    "test_error",
+    "test_nll",
+    "test_ece",
+    "epoch_seconds",
+    "train_images_per_second",
+    "test_top5",
+]
+TAGS = [
+    "train/loss",
+    "train/acc",
+    "test/acc",
+    "test/error",
+    "test/nll",
+    "test/ece",
+    "test/top5",
+    "lr",
+    "throughput/images_per_second",
+]
 
 
 def read_rows(run):
@@ -22,12 +43,31 @@ def read_rows(run):
 def test_help_lists_commands_groups_and_options(tmp_path):
     top = run_mmx(["--help"], tmp_path)
     assert top.returncode == 0
-    for text in ("train", "reproduce", "tables", "plot", "dataset", "cifar10", "svhn", "tinyimagenet", "wrn28_10",
-                 "preactresnet34", "manifold", "cosine", "table1", "public_code"):
+    for text in (
+        "train",
+        "reproduce",
+        "tables",
+        "plot",
+        "dataset",
+        "cifar10",
+        "svhn",
+        "tinyimagenet",
+        "wrn28_10",
+        "preactresnet34",
+        "manifold",
+        "cosine",
+        "table1",
+        "public_code",
+    ):
         assert text in top.stdout
     train = run_mmx(["train", "--help"], tmp_path)
     assert train.returncode == 0
-    for text in ("dataset: cifar10, cifar100, digits, imagenet, svhn, synthetic, tinyimagenet", "mixup: input, manifold, none", "alpha: 2.0", "resume"):
+    for text in (
+        "dataset: cifar10, cifar100, digits, imagenet, svhn, synthetic, tinyimagenet",
+        "mixup: input, manifold, none",
+        "alpha: 2.0",
+        "resume",
+    ):
         assert text in train.stdout
 
 
@@ -51,7 +91,13 @@ def test_metrics_csv_has_one_well_formed_row_per_epoch(digits_run):
 
 def test_summary_json(digits_run):
     s = json.loads((digits_run / "summary.json").read_text())
-    assert (s["dataset"], s["model"], s["mixup"], s["alpha"], s["points"]) == ("digits", "preactresnet18", "manifold", 2.0, [0, 1, 2])
+    assert (s["dataset"], s["model"], s["mixup"], s["alpha"], s["points"]) == (
+        "digits",
+        "preactresnet18",
+        "manifold",
+        2.0,
+        [0, 1, 2],
+    )
     assert (s["seed"], s["epochs"], s["finished"]) == (0, 3, True)
     rows = read_rows(digits_run)
     assert s["final"]["epoch"] == 3 and s["final"]["acc"] == pytest.approx(float(rows[-1]["test_acc"]))
@@ -64,7 +110,9 @@ def test_summary_json(digits_run):
 def test_checkpoints_load_with_weights_only(digits_run):
     last = torch.load(digits_run / "checkpoints" / "last.pt", weights_only=True)
     best = torch.load(digits_run / "checkpoints" / "best.pt", weights_only=True)
-    assert last["epoch"] == 3 and best["epoch"] == json.loads((digits_run / "summary.json").read_text())["best"]["epoch"]
+    assert (
+        last["epoch"] == 3 and best["epoch"] == json.loads((digits_run / "summary.json").read_text())["best"]["epoch"]
+    )
     assert {"model", "optimizer", "scheduler", "scaler", "process_rng", "global_rng", "world_size"} <= set(last)
     assert not list((digits_run / "checkpoints").glob(".*tmp"))
 
@@ -86,39 +134,59 @@ def test_tensorboard_events_hold_every_tag_per_epoch(digits_run):
     assert events.Scalars("test/nll")[-1].value == pytest.approx(float(rows[-1]["test_nll"]), rel=1e-5)
 
 
-def test_multirun_over_alpha_gives_one_run_per_value(tmp_path):
-    result = run_mmx(["train", "-m", *TINY, "epochs=1", "schedule.milestones=[]", "mixup.alpha=0.5,1", "hydra.sweep.dir=sweep"], tmp_path)
-    assert result.returncode == 0, result.stderr
-    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/summary.json"))]
-    assert sorted(s["alpha"] for s in summaries) == [0.5, 1.0]
-    assert all(s["finished"] for s in summaries)
-
-
 @pytest.mark.parametrize("regime, points", [("none", []), ("input", [0])])
+@pytest.mark.slow
 def test_other_regimes_and_bce_loss_train(tmp_path, regime, points):
-    result = run_mmx(["train", *TINY, f"mixup={regime}", "loss=bce", "epochs=1", "schedule.milestones=[]", "hydra.run.dir=run"], tmp_path)
+    result = run_mmx(
+        ["train", *TINY, f"mixup={regime}", "loss=bce", "epochs=1", "schedule.milestones=[]", "hydra.run.dir=run"],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["mixup"] == regime and s["points"] == points and s["loss"] == "bce"
 
 
+@pytest.mark.slow
 def test_wide_resnet_and_cosine_schedule_train(tmp_path):
-    result = run_mmx(["train", "trainer.progress=false", "model=wrn28_2", "model.depth=10", "model.widen_factor=1",
-                      "schedule=cosine", "epochs=2", "hydra.run.dir=run"], tmp_path)
+    result = run_mmx(
+        [
+            "train",
+            "trainer.progress=false",
+            "model=wrn28_2",
+            "model.depth=10",
+            "model.widen_factor=1",
+            "schedule=cosine",
+            "epochs=2",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     rows = read_rows(tmp_path / "run")
     assert float(rows[1]["lr"]) < float(rows[0]["lr"]) == 0.05
 
 
+@pytest.mark.slow
 def test_bf16_autocast_and_channels_last_paths_run_on_the_cpu(tmp_path):
     """The GPU defaults (bf16 autocast, channels_last) forced on the CPU: same code, and it learns."""
-    result = run_mmx(["train", *TINY, "trainer.precision=bf16", "trainer.channels_last=true", "epochs=2",
-                      "schedule.milestones=[]", "hydra.run.dir=run"], tmp_path)
+    result = run_mmx(
+        [
+            "train",
+            *TINY,
+            "trainer.precision=bf16",
+            "trainer.channels_last=true",
+            "epochs=2",
+            "schedule.milestones=[]",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["precision"] == "bf16" and summary["final"]["acc"] > 30
 
 
+@pytest.mark.slow
 def test_smoke_mode_runs_two_steps_of_one_epoch_of_any_config(tmp_path):
     result = run_mmx(["train", *TINY, "smoke=on", "hydra.run.dir=run"], tmp_path)  # 30-epoch default
     assert result.returncode == 0, result.stderr
@@ -127,11 +195,15 @@ def test_smoke_mode_runs_two_steps_of_one_epoch_of_any_config(tmp_path):
     assert len(read_rows(tmp_path / "run")) == 1
 
 
+@pytest.mark.slow
 def test_labels_per_class_trains_on_the_subset(tmp_path):
     # 10 images per class = 100 images = exactly one batch of 100
-    result = run_mmx(["train", *TINY, "dataset.labels_per_class=10", "epochs=1", "schedule.milestones=[]",
-                      "hydra.run.dir=run"], tmp_path)
+    result = run_mmx(
+        ["train", *TINY, "dataset.labels_per_class=10", "epochs=1", "schedule.milestones=[]", "hydra.run.dir=run"],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["labels_per_class"] == 10
-    assert_one_sentence_error(run_mmx(["train", *TINY, "dataset.labels_per_class=5"], tmp_path),
-                              "batch_size=100", "training set size (50)")
+    assert_one_sentence_error(
+        run_mmx(["train", *TINY, "dataset.labels_per_class=5"], tmp_path), "batch_size=100", "training set size (50)"
+    )

@@ -1,4 +1,5 @@
 """A run killed with SIGKILL and resumed ends exactly as an uninterrupted one (CPU, deterministic)."""
+
 import csv
 import json
 import os
@@ -6,7 +7,11 @@ import signal
 import subprocess
 import time
 
-from conftest import MMX, TINY, run_mmx
+import pytest
+
+from helpers import MMX, TINY, run_mmx
+
+pytestmark = pytest.mark.slow  # trains or builds through the command line
 
 ARGS = ["train", *TINY, "model.width=16", "trainer.deterministic=true", "epochs=6", "schedule.milestones=[3,5]"]
 
@@ -23,8 +28,13 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     assert run_mmx([*ARGS, "hydra.run.dir=full"], tmp_path).returncode == 0
 
     env = {**os.environ, "MMX_DATA": str(tmp_path / "data")}
-    victim = subprocess.Popen([MMX, *ARGS, "hydra.run.dir=killed"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        [MMX, *ARGS, "hydra.run.dir=killed"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while len(epochs_logged(tmp_path / "killed")) < 2 and time.time() < deadline and victim.poll() is None:
         time.sleep(0.02)
@@ -43,51 +53,20 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
 
     def metric_columns(run):
         with open(run / "metrics.csv", newline="") as handle:
-            return [{k: v for k, v in row.items() if k not in ("epoch_seconds", "train_images_per_second")}
-                    for row in csv.DictReader(handle)]
+            return [
+                {k: v for k, v in row.items() if k not in ("epoch_seconds", "train_images_per_second")}
+                for row in csv.DictReader(handle)
+            ]
 
     assert metric_columns(tmp_path / "killed") == metric_columns(tmp_path / "full")
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, digits_run):
     import shutil
+
     shutil.copytree(digits_run, tmp_path / "run")
     before = (tmp_path / "run" / "metrics.csv").read_text()
     result = run_mmx(["train", "resume=run"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stdout + result.stderr
     assert (tmp_path / "run" / "metrics.csv").read_text() == before
-
-
-def test_rows_logged_after_the_last_checkpoint_are_forgotten_on_resume(tmp_path):
-    """A kill between writing epoch 3's row and its checkpoint must not leave epoch 3 twice."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from mmx.run_dir import COLUMNS, RunDir
-
-    def row(epoch, value):
-        return {column: value for column in COLUMNS} | {"epoch": epoch}
-
-    log = RunDir(tmp_path).metrics_log()
-    for epoch in (1, 2, 3):
-        log.append(row(epoch, float(epoch)))
-    log.close()
-    log = RunDir(tmp_path).metrics_log(resume_epoch=2)  # the checkpoint holds epoch 2
-    log.append(row(3, 30.0))
-    log.close()
-    assert epochs_logged(tmp_path) == [1, 2, 3]
-    events = EventAccumulator(str(tmp_path / "tb"))
-    events.Reload()
-    assert [(e.step, e.value) for e in events.Scalars("test/nll")] == [(1, 1.0), (2, 2.0), (3, 30.0)]
-
-
-def test_checkpoints_are_replaced_atomically(tmp_path):
-    import torch
-
-    from mmx.run_dir import load_checkpoint, save_checkpoint
-
-    path = tmp_path / "ck" / "last.pt"
-    save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
-    save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
-    assert load_checkpoint(path)["epoch"] == 2
-    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind

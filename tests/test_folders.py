@@ -1,4 +1,5 @@
 """ImageNet's streamed path on a tiny generated folder of JPEG files: loading, batches, resume, training."""
+
 import csv
 import json
 
@@ -6,11 +7,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from conftest import TINY, assert_one_sentence_error, run_mmx
-from fake_datasets import write_image_folders
 from mmx.data import Normalizer
 from mmx.data.folders import LoaderBatches
 from mmx.parts import instantiate
+
+from fake_datasets import write_image_folders
+from helpers import TINY, assert_one_sentence_error, run_mmx
 
 SMALL = ["dataset=imagenet", "dataset.image_size=32", "dataset.resize=36", "dataset.workers=2"]
 
@@ -31,16 +33,25 @@ def load(data_root, monkeypatch, *overrides):
 
 def batches(data, cfg, workers=None, seed=5, world_size=1, rank=0):
     normalizer = Normalizer(cfg.dataset.mean, cfg.dataset.std, torch.device("cpu"))
-    loader = LoaderBatches(data.train_set, 6, normalizer, torch.device("cpu"), data.workers if workers is None
-                           else workers, seed, rank, world_size)
+    loader = LoaderBatches(
+        data.train_set,
+        6,
+        normalizer,
+        torch.device("cpu"),
+        data.workers if workers is None else workers,
+        seed,
+        rank,
+        world_size,
+    )
     return loader
 
 
 def test_folders_load_with_torchvision_transforms(data_root, monkeypatch):
     cfg, data = load(data_root, monkeypatch)
     assert (data.num_classes, data.train_size, data.test_size, data.channels) == (3, 36, 12, 3)
-    images, labels = next(iter(data.test_batches(0, 12, 5, Normalizer(cfg.dataset.mean, cfg.dataset.std,
-                                                                      torch.device("cpu")))))
+    images, labels = next(
+        iter(data.test_batches(0, 12, 5, Normalizer(cfg.dataset.mean, cfg.dataset.std, torch.device("cpu"))))
+    )
     assert images.shape == (5, 3, 32, 32) and images.dtype == torch.float32 and labels.tolist() == [0] * 4 + [1]
     # the class is in the brightness: normalised means rise with the label
     means = [images[labels == c].mean() for c in (0, 1)]
@@ -74,10 +85,23 @@ def test_processes_take_disjoint_slices_of_each_global_batch(data_root, monkeypa
         assert a.shape[0] == b.shape[0] == 3 and torch.equal(torch.cat([la, lb]), lw)
 
 
+@pytest.mark.slow
 def test_imagenet_trains_through_the_cli_with_the_imagenet_stem_and_top5(data_root, tmp_path):
     """At 224x224 the stem is ImageNet's by itself (stem: auto); the test's 32x32 crops ask for it by name."""
-    result = run_mmx(["train", *TINY, *SMALL, "model.stem=imagenet", "batch_size=6", "epochs=2",
-                      "schedule.milestones=[1]", "hydra.run.dir=run"], tmp_path, env={"MMX_DATA": str(data_root)})
+    result = run_mmx(
+        [
+            "train",
+            *TINY,
+            *SMALL,
+            "model.stem=imagenet",
+            "batch_size=6",
+            "epochs=2",
+            "schedule.milestones=[1]",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+        env={"MMX_DATA": str(data_root)},
+    )
     assert result.returncode == 0, result.stderr
     config = (tmp_path / "run" / "config.yaml").read_text()
     assert "stem: imagenet" in config and "RandomResizedCrop" in config
@@ -92,8 +116,19 @@ def test_imagenet_trains_through_the_cli_with_the_imagenet_stem_and_top5(data_ro
     assert summary["dataset"] == "imagenet" and summary["finished"]
 
 
+@pytest.mark.slow
 def test_missing_folders_and_in_memory_augmentation_are_user_errors(data_root, tmp_path):
-    assert_one_sentence_error(run_mmx(["train", *TINY, *SMALL], tmp_path), "image folders not found",
-                              "imagenet/train", "torchvision.datasets.ImageNet")
-    assert_one_sentence_error(run_mmx(["train", *TINY, *SMALL, "dataset.crop_padding=4", "batch_size=6"], tmp_path,
-                                      env={"MMX_DATA": str(data_root)}), "dataset.crop_padding and dataset.flip")
+    assert_one_sentence_error(
+        run_mmx(["train", *TINY, *SMALL], tmp_path),
+        "image folders not found",
+        "imagenet/train",
+        "torchvision.datasets.ImageNet",
+    )
+    assert_one_sentence_error(
+        run_mmx(
+            ["train", *TINY, *SMALL, "dataset.crop_padding=4", "batch_size=6"],
+            tmp_path,
+            env={"MMX_DATA": str(data_root)},
+        ),
+        "dataset.crop_padding and dataset.flip",
+    )

@@ -1,4 +1,5 @@
 """mmx tables and mmx plot on synthetic run directories: finished, unfinished, broken and smoke runs."""
+
 import csv
 import json
 from pathlib import Path
@@ -6,27 +7,54 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import assert_one_sentence_error, run_mmx
+from helpers import REPO, assert_one_sentence_error, run_mmx
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # trains or builds through the command line
 
 
-def make_run(folder: Path, *, experiment=None, dataset="cifar10", model="preactresnet18", regime="manifold",
-             alpha=2.0, points=(0, 1, 2), seed=0, epochs=4, done=4, best_error=3.0, final_error=3.2, nll=0.15,
-             smoke=False) -> Path:
+def make_run(
+    folder: Path,
+    *,
+    experiment=None,
+    dataset="cifar10",
+    model="preactresnet18",
+    regime="manifold",
+    alpha=2.0,
+    points=(0, 1, 2),
+    seed=0,
+    epochs=4,
+    done=4,
+    best_error=3.0,
+    final_error=3.2,
+    nll=0.15,
+    smoke=False,
+) -> Path:
     """A run directory as `mmx train` writes it: config.yaml, metrics.csv and summary.json."""
     folder.mkdir(parents=True)
-    config = {"experiment": experiment, "seed": seed, "epochs": epochs, "loss": "bce", "smoke": smoke,
-              "dataset": {"name": dataset, "labels_per_class": None},
-              "model": {"name": model}, "mixup": {"name": regime, "alpha": alpha if regime != "none" else 0.0,
-                                                  "points": list(points) if regime != "none" else []}}
+    config = {
+        "experiment": experiment,
+        "seed": seed,
+        "epochs": epochs,
+        "loss": "bce",
+        "smoke": smoke,
+        "dataset": {"name": dataset, "labels_per_class": None},
+        "model": {"name": model},
+        "mixup": {
+            "name": regime,
+            "alpha": alpha if regime != "none" else 0.0,
+            "points": list(points) if regime != "none" else [],
+        },
+    }
     OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
     with open(folder / "metrics.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["epoch", "test_error", "test_nll"])
         for epoch in range(1, done + 1):
             writer.writerow([epoch, final_error + 10.0 / epoch, nll + 1.0 / epoch])
-    block = lambda error: {"acc": 100 - error, "error": error, "top5": 99.0, "nll": nll, "ece": 0.02, "epoch": done}
+
+    def block(error):
+        return {"acc": 100 - error, "error": error, "top5": 99.0, "nll": nll, "ece": 0.02, "epoch": done}
+
     summary = {"finished": done == epochs, "epochs_done": done, "final": block(final_error), "best": block(best_error)}
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
@@ -39,12 +67,25 @@ def runs(tmp_path):
     for seed, best in enumerate([3.0, 3.1, 2.9]):
         make_run(root / f"m{seed}", experiment=cell, seed=seed, best_error=best)
     make_run(root / "m_unfinished", experiment=cell, seed=3, done=2)
-    make_run(root / "n_unfinished", experiment="paper/table1/cifar10_preactresnet18_none", regime="none",
-             seed=0, done=1, best_error=5.5, final_error=6.0)
+    make_run(
+        root / "n_unfinished",
+        experiment="paper/table1/cifar10_preactresnet18_none",
+        regime="none",
+        seed=0,
+        done=1,
+        best_error=5.5,
+        final_error=6.0,
+    )
     for alpha in (0.5, 1.0, 2.0):  # a user's alpha sweep, no experiment
         for seed in (0, 1):
-            make_run(root / f"sweep_a{alpha}_s{seed}", dataset="digits", alpha=alpha, seed=seed,
-                     best_error=1.0 + alpha + seed * 0.1, final_error=1.2 + alpha)
+            make_run(
+                root / f"sweep_a{alpha}_s{seed}",
+                dataset="digits",
+                alpha=alpha,
+                seed=seed,
+                best_error=1.0 + alpha + seed * 0.1,
+                final_error=1.2 + alpha,
+            )
     broken = make_run(root / "broken_summary", experiment=cell, seed=7)
     (broken / "summary.json").write_text("{ not json")
     (root / "broken_config").mkdir()
@@ -90,8 +131,11 @@ def test_plots_are_written_as_png(runs, tmp_path):
     result = run_mmx(["plot", str(runs), "--out", "figs"], tmp_path)
     assert result.returncode == 0, result.stderr
     figures = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert figures == ["runs_digits_preactresnet18_alpha.png", "runs_digits_preactresnet18_curves.png",
-                       "table1_cifar10_preactresnet18_curves.png"]
+    assert figures == [
+        "runs_digits_preactresnet18_alpha.png",
+        "runs_digits_preactresnet18_curves.png",
+        "table1_cifar10_preactresnet18_curves.png",
+    ]
     for name in figures:
         data = (tmp_path / "figs" / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000

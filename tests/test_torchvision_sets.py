@@ -1,17 +1,18 @@
 """CIFAR-10/100 and SVHN loaders on generated files in torchvision's formats, and their errors."""
+
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import TINY, assert_one_sentence_error, run_mmx
-from fake_datasets import use_checksums, write_cifar, write_svhn
 from mmx.data.torchvision_sets import load_cifar, load_svhn
 from mmx.errors import UserError
+
+from fake_datasets import use_checksums, write_cifar, write_svhn
+from helpers import TESTS, TINY, assert_one_sentence_error, run_mmx
 
 
 @pytest.mark.parametrize("variant", ["cifar10", "cifar100"])
@@ -21,7 +22,12 @@ def test_cifar_loads_images_channels_first_with_their_labels(tmp_path, monkeypat
     data = load_cifar(str(tmp_path), variant, download=False)
     assert data.num_classes == (10 if variant == "cifar10" else 100)
     train_files = 5 if variant == "cifar10" else 1  # data_batch_1..5 against a single "train"
-    assert tuple(data.train_images.shape) == (40 * train_files, 3, 32, 32) and tuple(data.test_images.shape) == (50, 3, 32, 32)
+    assert tuple(data.train_images.shape) == (40 * train_files, 3, 32, 32) and tuple(data.test_images.shape) == (
+        50,
+        3,
+        32,
+        32,
+    )
     np.testing.assert_array_equal(data.train_images.numpy(), written["train_images"])
     np.testing.assert_array_equal(data.test_images.numpy(), written["test_images"])
     assert data.train_labels.tolist() == written["train_labels"]
@@ -44,11 +50,14 @@ def test_a_corrupted_file_fails_the_integrity_check(tmp_path):
         load_cifar(str(tmp_path), "cifar10", download=False)
 
 
-@pytest.mark.parametrize("dataset, path, files", [
-    ("cifar10", "cifar-10-batches-py", "data_batch_1"),
-    ("cifar100", "cifar-100-python", "train, test, meta"),
-    ("svhn", "svhn", "train_32x32.mat, test_32x32.mat"),
-])
+@pytest.mark.parametrize(
+    "dataset, path, files",
+    [
+        ("cifar10", "cifar-10-batches-py", "data_batch_1"),
+        ("cifar100", "cifar-100-python", "train, test, meta"),
+        ("svhn", "svhn", "train_32x32.mat, test_32x32.mat"),
+    ],
+)
 def test_missing_data_names_path_files_and_remedy(tmp_path, dataset, path, files):
     result = run_mmx(["train", *TINY, f"dataset={dataset}", "dataset.download=false"], tmp_path)
     assert_one_sentence_error(result, str(tmp_path / "data" / path), files, "dataset.download=false", "MMX_DATA")
@@ -68,15 +77,30 @@ with pytest.MonkeyPatch.context() as patch:
 
 
 @pytest.mark.parametrize("variant, writer", [("cifar10", write_cifar), ("svhn", write_svhn)])
+@pytest.mark.slow
 def test_mmx_train_runs_on_generated_files(tmp_path, variant, writer):
     """The CLI, in a subprocess, on generated files whose checksums the subprocess registers."""
     root = tmp_path / "data"
     writer(root) if variant == "svhn" else writer(root, variant)
-    script = TRAIN_ON_GENERATED.format(tests=str(Path(__file__).parent), root=str(root), variant=variant)
-    args = ["train", *TINY, f"dataset={variant}", "dataset.download=false", "epochs=2", "schedule.milestones=[1]",
-            "batch_size=20", "hydra.run.dir=run"]
-    result = subprocess.run([sys.executable, "-c", script, *args], cwd=tmp_path, capture_output=True, text=True,
-                            env={**os.environ, "MMX_DATA": str(root)}, timeout=300)
+    script = TRAIN_ON_GENERATED.format(tests=str(TESTS), root=str(root), variant=variant)
+    args = [
+        "train",
+        *TINY,
+        f"dataset={variant}",
+        "dataset.download=false",
+        "epochs=2",
+        "schedule.milestones=[1]",
+        "batch_size=20",
+        "hydra.run.dir=run",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MMX_DATA": str(root)},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["dataset"] == variant and summary["finished"]

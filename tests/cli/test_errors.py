@@ -1,0 +1,141 @@
+"""Every mistake a user can make fails early with one sentence, a non-zero exit and no traceback."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from helpers import TESTS, TINY, assert_one_sentence_error, mmx_in_process, run_mmx
+
+# Every mistake a user can type, and what the one sentence must say. Run through mmx's entry point in
+# this process (a subprocess per case would take minutes); test_the_mmx_command_exits_2_with_one_line
+# proves the same path through the installed command.
+MISTAKES = [
+    ("mixup.alpha=abc", ["mixup.alpha=abc is not allowed", "a number"]),
+    ("mixup=none mixup.alpha=abc", ["mixup.alpha=abc is not allowed", "a number"]),
+    ("mixup.alpha=0", ["mixup.alpha must be > 0", "mixup=manifold"]),
+    ("mixup=input mixup.alpha=-1", ["mixup.alpha must be > 0", "mixup=input"]),
+    ("mixup.points='[1,1]'", ["mixup.points='[1,1]' is not allowed", "a list"]),
+    ("mixup.points=[1,1]", ["mixup.points=[1, 1] repeats a point"]),
+    ("mixup.points=[0,4]", ["mixup.points=[0, 4]", "0..3"]),
+    ("mixup.points=[]", ["mixup.points=[]"]),
+    ("mixup.alpah=1", ["mixup.alpah is not a key", "did you mean mixup.alpha"]),
+    ("epochs=abc", ["epochs=abc is not allowed: it must be an integer"]),
+    ("epochs=2.5", ["epochs=2.5 is not allowed: it must be an integer"]),
+    ("epochs=0", ["epochs=0 is not allowed: it must be at least 1"]),
+    ("batch_size=1", ["batch_size=1 is not allowed: it must be at least 2", "BatchNorm"]),
+    ("batch_size=-5", ["batch_size=-5 is not allowed: it must be at least 2"]),
+    ("batch_size=1438", ["batch_size=1438", "training set size (1437)"]),
+    ("optim.lr=-0.1", ["optim.lr=-0.1 is not allowed: it must be greater than 0"]),
+    ("seed=2**70", ["seed=2**70 is not allowed: it must be an integer"]),
+    ("seed=1180591620717411303424", ["seed=1180591620717411303424 is not allowed: it must be at most 4294967295"]),
+    ("seed=-1", ["seed=-1 is not allowed: it must be at least 0"]),
+    ("trainer.device=bogus", ["trainer.device=bogus is not a device"]),
+    ("trainer.device=cuda", ["no CUDA device is visible"]),
+    ("trainer.device=cuda:free", ["trainer.device=cuda:free but no CUDA device is visible"]),
+    ("trainer.max_steps_per_epoch=0", ["trainer.max_steps_per_epoch=0 is not allowed: it must be at least 1"]),
+    ("trainer.eval_batch_size=0", ["trainer.eval_batch_size=0 is not allowed: it must be at least 1"]),
+    ("trainer.max_eval_batches=0", ["trainer.max_eval_batches=0 is not allowed: it must be at least 1"]),
+    ("trainer.precision=fp16", ["trainer.precision=fp16 needs a CUDA device"]),
+    ("trainer.precision=fp8", ["trainer.precision=fp8 is not allowed: choose one of auto, fp32, bf16, fp16"]),
+    ("trainer.tf32=maybe", ["trainer.tf32=maybe is not allowed: choose one of auto, true, false"]),
+    ("trainer.deterministic=maybe", ["trainer.deterministic=maybe is not allowed"]),
+    ("trainer.cuda_graphs=true", ["trainer.cuda_graphs=true needs a CUDA device"]),
+    ("dataset.labels_per_class=-1", ["dataset.labels_per_class=-1 is not allowed: it must be at least 1"]),
+    ("dataset.labels_per_class=0", ["dataset.labels_per_class=0 is not allowed: it must be at least 1"]),
+    ("schedule.milestones=[20,10]", ["schedule.milestones=[20, 10]", "strictly increasing"]),
+    ("schedule.milestones=[10,30]", ["schedule.milestones=[10, 30]", "between 1 and 29"]),
+    ("scheduler=cosine", ["scheduler is neither a config group nor a key", "did you mean schedule"]),
+    ("dataset=imagenet2", ["dataset=imagenet2 is not an option of the dataset group", "did you mean dataset=imagenet"]),
+    ("model=resnet9", ["model=resnet9 is not an option of the model group", "preactresnet18"]),
+    ("mixup=cutmix", ["mixup=cutmix is not an option of the mixup group", "input, manifold, none"]),
+    ("loss=mse", ["loss=mse is not an option of the loss group", "bce, soft_ce"]),
+    ("experiment=nosuch", ["experiment=nosuch is not an experiment"]),
+    (
+        "experiment=paper/table1/cifar10_preactresnet18_manifld",
+        ["did you mean experiment=paper/table1/cifar10_preactresnet18_manifold"],
+    ),
+    ("-m seed=0,1 mixup.alpha=1,abc", ["mixup.alpha=abc is not allowed"]),  # a sweep is checked job by job
+]
+
+
+@pytest.mark.parametrize("arguments, fragments", MISTAKES, ids=[m[0] for m in MISTAKES])
+def test_every_mistake_is_one_sentence_exit_2_and_leaves_no_directory(tmp_path, arguments, fragments):
+    result = mmx_in_process(["train", *TINY, *arguments.split()], tmp_path)
+    assert result.returncode == 2
+    assert_one_sentence_error(result, "mmx: error:", *fragments)
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("mmx: error: ")
+    assert list(tmp_path.iterdir()) == []  # nothing claimed, or what was claimed removed again
+
+
+def test_the_mmx_command_exits_2_with_one_line(tmp_path):
+    result = run_mmx(["train", *TINY, "mixup.alpha=abc"], tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert_one_sentence_error(result, "mmx: error: mixup.alpha=abc is not allowed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_with_a_different_config_names_the_keys(tmp_path, digits_run):
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    result = run_mmx(["train", "resume=run", "mixup.alpha=1", "seed=4", "epochs=3"], tmp_path)
+    assert_one_sentence_error(result, "cannot resume", "mixup.alpha (2.0 -> 1.0)", "seed (0 -> 4)")
+    assert "epochs" not in result.stderr  # unchanged values are not differences
+
+
+def test_resume_of_a_directory_without_checkpoint_or_run(tmp_path, digits_run):
+    (tmp_path / "fresh").mkdir()
+    shutil.copy(digits_run / "config.yaml", tmp_path / "fresh" / "config.yaml")
+    assert_one_sentence_error(run_mmx(["train", "resume=fresh"], tmp_path), "no checkpoints/last.pt")
+    assert_one_sentence_error(run_mmx(["train", "resume=nowhere"], tmp_path), "not an mmx run directory")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_run_directory_is_never_overwritten(tmp_path, digits_run):
+    shutil.copytree(digits_run, tmp_path / "run")
+    before = (tmp_path / "run" / "metrics.csv").read_text()
+    result = run_mmx(["train", *TINY, "epochs=3", "schedule.milestones=[2]", "hydra.run.dir=run"], tmp_path)
+    assert_one_sentence_error(result, "already holds a run", "resume=")
+    assert (tmp_path / "run" / "metrics.csv").read_text() == before
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    # lr is multiplied by 1e30 after epoch 1: epoch 1 trains normally, epoch 2 blows up.
+    result = run_mmx(
+        ["train", *TINY, "epochs=3", "schedule.milestones=[1]", "schedule.gamma=1e30", "hydra.run.dir=run"], tmp_path
+    )
+    assert_one_sentence_error(result, "at epoch 2, step", "the last good checkpoint is", "(epoch 1)")
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 2  # header + epoch 1
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs_done"] == 1
+
+
+@pytest.mark.slow
+def test_a_nan_gradient_in_the_last_step_of_an_epoch_never_reaches_a_checkpoint(tmp_path):
+    """Digits has 14 steps per epoch: backward pass 28 is epoch 2's last. Its loss is finite, its update makes the
+    weights NaN; they are checked before any checkpoint is written, so last.pt and best.pt stay at epoch 1."""
+    result = run_mmx(
+        [
+            "train",
+            *TINY,
+            "epochs=3",
+            "schedule.milestones=[]",
+            "mixup=none",
+            "hydra.run.dir=run",
+            "model._target_=crash_models.NaNGradientPreActResNet",
+            "+model.nan_at_backward=28",
+        ],
+        tmp_path,
+        env={"PYTHONPATH": str(TESTS)},
+    )
+    assert_one_sentence_error(
+        result, "the weights became non-finite in epoch 2", "the last good checkpoint is", "(epoch 1)"
+    )
+    for name in ("last", "best"):
+        state = torch.load(tmp_path / "run" / "checkpoints" / f"{name}.pt", weights_only=True)
+        assert state["epoch"] == 1
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -1,0 +1,49 @@
+"""What the tests share: running ``mmx`` as a user would (in a subprocess, or its entry point in this
+process), and the sizes that keep a run quick on 2 CPU cores."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+MMX = str(Path(sys.executable).parent / "mmx")
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+# Small enough for 2 CPU cores: a width-8 PreActResNet18 trains a digits epoch in well under a second.
+# Never narrower than 8 on a CPU: oneDNN's AVX2 backward of strided 1x1 convolutions with fewer than
+# 8 input channels hangs or miscomputes in channels_last (uxlfoundation/oneDNN#6035).
+TINY = ["model.width=8", "trainer.progress=false"]
+
+
+def run_mmx(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The installed ``mmx`` command in a subprocess, with ``MMX_DATA`` under ``cwd``."""
+    full_env = {**os.environ, "MMX_DATA": str(cwd / "data"), **(env or {})}
+    return subprocess.run([MMX, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def mmx_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``mmx.cli.main`` in this process (a second per call instead of a subprocess's ten), same exit code and stderr."""
+    from mmx.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["mmx", *args], code, out.getvalue(), err.getvalue())
+
+
+def assert_one_sentence_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Non-zero exit, no traceback, and an error naming every fragment."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
