@@ -31,7 +31,8 @@ from mmx.config import compose_train
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
 from mmx.losses import softmax_bce
 from mmx.mixing import mix
-from mmx.parts import device_name
+from mmx.parts import device_name, resolve_device
+from mmx.run_dir import check_writable
 from mmx.step import compiled_graphs
 from mmx.trainer import Trainer
 
@@ -240,7 +241,9 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mmx bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="mmx bench", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--models", default="preactresnet18", help="comma-separated model configs")
     parser.add_argument("--regimes", default="none,manifold", help="comma-separated mixup configs")
     parser.add_argument("--batch-sizes", default="100", help="comma-separated batch sizes")
@@ -252,7 +255,7 @@ def main(argv: list[str]) -> int:
         "--warmup",
         type=int,
         default=40,
-        help="untimed steps first (graph paths capture each mixing point after 3 eager steps); default 40",
+        help="untimed steps first (graph paths capture each mixing point after 3 eager steps)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
     parser.add_argument(
@@ -269,6 +272,7 @@ def main(argv: list[str]) -> int:
     unknown = set(args.paths.split(",")) - set(PATHS)
     if unknown:
         parser.error(f"unknown path(s) {', '.join(sorted(unknown))}; choose from {', '.join(PATHS)}")
+    check_writable(Path(args.out).resolve().parent, "--out")
 
     results = [
         bench_one(model, regime, int(batch), path, args)
@@ -277,11 +281,7 @@ def main(argv: list[str]) -> int:
         for batch in args.batch_sizes.split(",")
         for path in args.paths.split(",")
     ]
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    device = resolve_device(args.device)
     peak = matmul_peak_tflops(device)
     for r in results:
         r["fraction_of_peak"] = r["images_per_second"] * r["train_gflop_per_image"] / (peak * 1e3)

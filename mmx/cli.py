@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"mmx {version('mmx')}")
         return 0
+    if argv[0] in ("-sc", "--shell-completion"):
+        return complete(argv)
     command, rest = argv[0], argv[1:]
     if command != "train" and command not in COMMANDS:
         print(f"mmx: error: unknown command {command!r}; run `mmx --help` for the list of commands", file=sys.stderr)
@@ -131,12 +133,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def complete(arguments: list[str]) -> int:
+    """Tab completion. The shell asks ``mmx -sc query=bash`` with the line in ``COMP_LINE``: after
+    ``mmx train`` Hydra completes groups, options and keys; before it, the command names. The
+    install script (``mmx train -sc install=bash``) is Hydra's, registered for ``mmx``."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    installing = any(a.startswith(("install", "uninstall")) for a in arguments)
+    if installing or len(words) >= 2 and words[1] == "train" and (len(words) > 2 or line.endswith(" ")):
+        if not installing:
+            os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
+        sys.argv = ["mmx", *arguments]
+        train_command()
+        return 0
+    prefix = words[1] if len(words) == 2 and not line.endswith(" ") else ""
+    print(" ".join(c for c in ["train", *COMMANDS] if c.startswith(prefix)))
+    return 0
+
+
 def run_train(arguments: list[str]) -> int:
     """``mmx train ARGS``: every job checked and its directory claimed, then Hydra runs it."""
-    if any(a in HYDRA_FLAGS or a.startswith(("--cfg=", "--shell-completion=")) for a in arguments) or any(
-        a.startswith(("-sc", "--shell")) for a in arguments
-    ):
-        sys.argv = ["mmx train", *arguments]  # help, config printing and completion: Hydra's own
+    completion = next((i for i, a in enumerate(arguments) if a.startswith(("-sc", "--shell-completion"))), None)
+    if completion is not None:
+        return complete(arguments[completion:])
+    if any(a in HYDRA_FLAGS or a.startswith("--cfg=") for a in arguments):
+        sys.argv = ["mmx train", *arguments]  # help and config printing: Hydra's own
         train_command()
         return 0
     multirun = any(a in ("-m", "--multirun") for a in arguments)
@@ -176,11 +197,18 @@ def expand(task_overrides) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(task_overrides, None) for job in batch]
 
 
+def resolve(path: str) -> str:
+    """A directory given on the command line, with Hydra's ``${now:...}`` (and any other interpolation) resolved."""
+    import hydra.core.utils  # noqa: F401 - registers the `now` resolver
+
+    return str(OmegaConf.create({"path": path}).path) if "${" in path else path
+
+
 def claim_run(explicit: str | None, overrides: list[str]) -> RunDir:
     """A fresh run's directory: the one named by ``hydra.run.dir`` (refused if it holds a run), or
     ``runs/DATE/TIME_DATASET_MODEL_MIXUP`` created atomically, with a suffix if another run has it."""
     if explicit:
-        run = RunDir(explicit)
+        run = RunDir(resolve(explicit))
         if run.is_run() or run.checkpoint_path("last").exists():
             raise UserError(
                 f"{run.path} already holds a run; continue it with resume={run.path} or choose another hydra.run.dir"
@@ -198,7 +226,7 @@ def claim_sweep(explicit: str | None) -> RunDir:
     """A sweep's folder: the one named by ``hydra.sweep.dir`` if it holds no runs yet, or a fresh
     ``runs/multirun/DATE/TIME`` created atomically."""
     if explicit:
-        path = Path(explicit)
+        path = Path(resolve(explicit))
         if holds_runs(path):
             raise UserError(
                 f"{path} already holds the runs of a sweep; choose another hydra.sweep.dir (or resume its "

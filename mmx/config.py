@@ -142,6 +142,7 @@ class TrainerSchema:
     max_steps_per_epoch: Optional[int] = rule(None, min=1)
     max_eval_batches: Optional[int] = rule(None, min=1)
     steps_until_captured: bool = False
+    finite_check_every: int = rule(50, min=1)
     progress: Any = rule("auto", choices=("auto", True, False))
     sync_bn: bool = False
     compile: bool = False
@@ -415,6 +416,74 @@ def _show(value) -> str:
     if isinstance(value, ListConfig):
         return str(list(value))
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# Settings that cannot change a run's numbers (beyond float rounding of equivalent computations).
+NOT_RESULTS = (
+    "seed",
+    "resume",
+    "experiment",
+    "smoke",
+    "data_root",
+    "lr_drops",  # its effect is schedule.milestones, which is kept
+    "dataset.source.root",
+    "dataset.download",
+    "dataset.workers",
+    "trainer.device",
+    "trainer.progress",
+    "trainer.precision",  # replaced by the precision the run trained in ("auto" means different things)
+    "trainer.eval_batch_size",
+    "trainer.finite_check_every",
+    "trainer.deterministic",
+    "trainer.compile",
+    "trainer.compile_mode",
+    "trainer.compile_backend",
+    "trainer.cuda_graphs",
+    "trainer.fused_sgd",
+    "trainer.channels_last",
+    "trainer.steps_until_captured",
+)
+
+
+def flatten(node, prefix: str = "") -> dict:
+    """A config as ``{dotted key: value}``; lists become their text, so that they compare and print."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(node, list):
+        return {prefix[:-1]: ",".join(map(str, node))}
+    return {prefix[:-1]: node}
+
+
+HPARAMS = ("dataset.name", "model.name", "mixup.name", "mixup.alpha", "mixup.points", "optim.lr", "epochs", "seed")
+
+
+def hparams(cfg: DictConfig) -> dict:
+    """What TensorBoard's HParams tab lists for a run: dataset, model, regime, alpha, points, lr, epochs and
+    seed, and every other setting that can change results and differs from ``mmx train``'s defaults."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra job: compose with its search path
+        from hydra import compose
+
+        defaults = flatten(compose("train"))
+    else:
+        defaults = flatten(compose_train([]))
+    current = flatten(cfg)
+    keys = [k for k in HPARAMS if k in current]
+    keys += sorted(
+        k
+        for k, v in current.items()
+        if k not in keys
+        and defaults.get(k) != v
+        and not any(k == n or k.startswith(n + ".") for n in NOT_RESULTS)
+        and not k.endswith("_target_")
+    )
+    return {k: current[k] if isinstance(current[k], (bool, int, float, str)) else str(current[k]) for k in keys}
 
 
 # --- overrides of saved runs --------------------------------------------------------------------

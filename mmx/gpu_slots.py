@@ -1,8 +1,9 @@
 """``trainer.device=cuda:free``: one run per GPU on a shared machine, whatever launches the runs.
 
-A run claims the first GPU nobody else on this machine holds, by an exclusive ``flock`` on
-``<lock dir>/mmx-gpu-<index>.lock``, and waits while all are taken. The operating system drops
-the lock when the run ends or its process dies, so a crashed job never leaves a GPU reserved.
+A run claims the first GPU nobody else on this machine holds, by an exclusive lock (the ``filelock``
+library, an ``flock`` underneath) on ``<lock dir>/mmx-gpu-<index>.lock``, and waits while all are
+taken. The operating system drops the lock when the run ends or its process dies, so a crashed job
+never leaves a GPU reserved.
 With Hydra's submitit launcher, a sweep of many jobs on one machine then runs as many at a time
 as there are GPUs, one per GPU.
 """
@@ -10,7 +11,6 @@ as there are GPUs, one per GPU.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import tempfile
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from filelock import FileLock, Timeout
 
 from mmx.errors import UserError
 
@@ -47,17 +48,16 @@ def claim(device: str, world_size: int = 1, gpus: int | None = None, poll_second
     waited = False
     while True:
         for index in range(gpus):
-            handle = open(lock_dir() / f"mmx-gpu-{index}.lock", "w")
+            lock = FileLock(lock_dir() / f"mmx-gpu-{index}.lock")
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
+                lock.acquire(timeout=0)
+            except Timeout:
                 continue
             try:
-                log.info("holding GPU %d (lock %s)", index, handle.name)
+                log.info("holding GPU %d (lock %s)", index, lock.lock_file)
                 yield f"cuda:{index}"
             finally:
-                handle.close()  # closing the file releases the lock
+                lock.release()
             return
         if not waited:
             log.info("all %d GPUs are held by other runs; waiting for one to free up", gpus)

@@ -8,6 +8,7 @@ imports the training loop.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable
 
 import hydra
@@ -139,3 +140,9 @@ def create_optimizer(optim: DictConfig, parameters) -> torch.optim.Optimizer:
 
 def create_schedule(schedule: DictConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     return instantiate(schedule)(optimizer)
+
+
+def show_progress(setting) -> bool:
+    """``trainer.progress`` (and ``mmx eval``'s ``progress``): ``auto`` shows tqdm bars only on a
+    terminal, so that a redirected log stays plain text."""
+    return sys.stderr.isatty() if setting == "auto" else bool(setting)

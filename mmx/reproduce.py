@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from importlib import resources
 
 from mmx.config import compose_train
@@ -55,7 +56,8 @@ def main(argv: list[str]) -> int:
         prog="mmx reproduce",
         description="Run every cell of a paper table for every seed as one Hydra multirun "
         "(e.g. `mmx reproduce table1 seeds=5`). Extra KEY=VALUE overrides apply to every run, "
-        "e.g. recipe=public_code, smoke=true, hydra/launcher=... .",
+        "e.g. recipe=public_code, smoke=on, hydra/launcher=... .",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("table", help=f"one of: {', '.join(paper_tables())}")
     parser.add_argument("overrides", nargs="*", help="seeds=N (default 5) and Hydra overrides")
@@ -63,7 +65,7 @@ def main(argv: list[str]) -> int:
         "--tflops",
         type=float,
         default=DEFAULT_TFLOPS,
-        help=f"sustained training TFLOP/s per GPU for the estimate (default {DEFAULT_TFLOPS:g})",
+        help="sustained training TFLOP/s per GPU for the estimate",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the estimate and the command, run nothing")
     args = parser.parse_args(argv)
@@ -72,9 +74,10 @@ def main(argv: list[str]) -> int:
     overrides = []
     for override in args.overrides:
         if override.startswith("seeds="):
-            seeds = int(override.split("=", 1)[1])
-            if seeds < 1:
-                raise UserError(f"seeds must be at least 1 (got {seeds})")
+            value = override.split("=", 1)[1]
+            if not value.isdigit() or int(value) < 1:
+                raise UserError(f"seeds={value} is not allowed: it must be a whole number of at least 1")
+            seeds = int(value)
         else:
             overrides.append(override)
     experiments = recipes(args.table)
@@ -82,7 +85,7 @@ def main(argv: list[str]) -> int:
     command = ["-m", f"experiment={','.join(experiments)}", f"seed={','.join(map(str, range(seeds)))}", *overrides]
     if not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         command.append(f"hydra.sweep.dir=runs/reproduce/{args.table}/${{now:%Y-%m-%d_%H-%M-%S}}")
-    print("mmx train " + " ".join(command), flush=True)
+    print("mmx train " + " ".join(shlex.quote(part) for part in command), flush=True)  # pasteable into a shell
     if args.dry_run:
         return 0
     from mmx.cli import run_train

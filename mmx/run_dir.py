@@ -273,7 +273,20 @@ class MetricsLog:
             log_dir=str(run.tensorboard_path), purge_step=resume_epoch + 1 if resume_epoch else None
         )
 
-    def append(self, row: dict) -> None:
+    def write_hparams(self, hparams: dict) -> None:
+        """Register the run in TensorBoard's HParams tab: its settings, and the metrics (scalar tags) the
+        tab shows beside them (their latest values: the final epoch's, and the best epoch's ``best/*``)."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        metrics = {metric.tag: 0.0 for metric in TEST_METRICS.values()}
+        metrics.update({f"best/{name}": 0.0 for name in TEST_METRICS})
+        experiment, session_start, _ = hparams_summary(hparams, metrics)
+        writer = self.tensorboard._get_file_writer()
+        writer.add_summary(experiment)
+        writer.add_summary(session_start)
+        self.tensorboard.flush()
+
+    def append(self, row: dict, best: dict | None = None) -> None:
         try:
             with open(self.path, "a", newline="") as handle:
                 handle.write(_csv_text([row]))
@@ -284,6 +297,9 @@ class MetricsLog:
         for metric in EPOCH_METRICS:
             if metric.tag:
                 self.tensorboard.add_scalar(metric.tag, row[metric.column], global_step=row["epoch"])
+        for name, value in (best or {}).items():
+            if name in TEST_METRICS:
+                self.tensorboard.add_scalar(f"best/{name}", value, global_step=row["epoch"])
         self.tensorboard.flush()
 
     def close(self) -> None:
@@ -386,6 +402,21 @@ def load_checkpoint(path: Path) -> dict:
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def check_writable(folder: Path, option: str) -> Path:
+    """Fail before any work when results could not be written to ``folder`` (created if missing)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".mmx-write-check.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"{option} {folder} cannot be written ({error.strerror or error}); choose a folder you can write to"
+        ) from None
+    return folder
 
 
 # --- the code that made a run ------------------------------------------------------------------

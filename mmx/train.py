@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
+import math
 import time
 from pathlib import Path
 
@@ -18,10 +18,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mmx import distributed, gpu_slots
+from mmx.config import hparams
 from mmx.distributed import Ranks
 from mmx.errors import UserError
-from mmx.parts import device_name, resolve_device
-from mmx.run_dir import RunDir, code_version, epoch_row, test_record
+from mmx.parts import device_name, resolve_device, show_progress
+from mmx.run_dir import TEST_METRICS, RunDir, code_version, epoch_row, test_record
 from mmx.trainer import Diverged, Trainer
 
 log = logging.getLogger("mmx")
@@ -63,6 +64,8 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
 
     record = Record(cfg, trainer, best, wall_seconds)
     metrics_log = run.metrics_log(resume_epoch=start_epoch) if main else None
+    if main and not resume:
+        metrics_log.write_hparams(hparams(cfg))
     epochs = tqdm(
         range(start_epoch + 1, cfg.epochs + 1),
         initial=start_epoch,
@@ -78,12 +81,13 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
                 lr = trainer.lr
                 train = trainer.train_epoch(epoch, progress)
                 test = trainer.evaluate()
+                check_test_metrics(test, epoch)
                 record.epoch(epoch, test, time.perf_counter() - started)
                 state = {**trainer.state_dict(), **record.progress(epoch)}  # a collective: every process takes part
                 if not main:
                     continue
                 row = epoch_row(epoch, lr, train, test, time.perf_counter() - started)
-                metrics_log.append(row)
+                metrics_log.append(row, best=record.best)
                 run.save_checkpoint(state, "last")
                 if record.improved:
                     run.save_checkpoint(state, "best")
@@ -196,6 +200,10 @@ def model_args(cfg: DictConfig, trainer: Trainer) -> dict:
     }
 
 
-def show_progress(setting) -> bool:
-    """``trainer.progress``: ``auto`` shows tqdm bars only on a terminal (a redirected log stays plain text)."""
-    return sys.stderr.isatty() if setting == "auto" else bool(setting)
+def check_test_metrics(test: dict, epoch: int) -> None:
+    """A network whose outputs overflow has diverged even if its weights are finite."""
+    bad = [name for name in TEST_METRICS if not math.isfinite(test[name])]
+    if bad:
+        raise Diverged(
+            epoch, f"the test {' and '.join(bad)} became non-finite at epoch {epoch} (the network's outputs overflow)"
+        )

@@ -126,8 +126,10 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: bool = False, max_steps: int | None = None) -> dict:
         """One pass over the training set, then one step of the schedule.
 
-        Statistics stay on the device until the epoch ends (its one host sync). Stops with
-        :class:`Diverged` when a loss, or the weights after the last update, are not finite.
+        Statistics stay on the device; the host reads them every ``trainer.finite_check_every``
+        steps (to stop a diverged run within that many steps, not after a whole epoch) and at the
+        end. Stops with :class:`Diverged` when a loss, or the weights after the last update, are
+        not finite.
         ``max_steps`` (default ``trainer.max_steps_per_epoch``) cuts the epoch; with
         ``trainer.steps_until_captured`` (smoke runs) a cut epoch under CUDA graphs goes on until
         every mixing point has been captured and replayed.
@@ -139,7 +141,8 @@ class Trainer:
         step_losses = torch.zeros(steps, device=self.device)
         correct = torch.zeros((), device=self.device)
         start = time.perf_counter()
-        done = 0
+        done, checked = 0, 0
+        check_every = self.cfg.trainer.finite_check_every
         for images, labels in tqdm(
             itertools.islice(self.batches, steps), total=steps, desc=f"epoch {epoch}", leave=False, disable=not progress
         ):
@@ -147,6 +150,9 @@ class Trainer:
             step_losses[done] = loss
             correct += step_correct
             done += 1
+            if done - checked == check_every:  # a host sync every check_every steps, never per step
+                self._check_losses(step_losses[:done], epoch, first=checked)
+                checked = done
             if until_captured and done >= (max_steps or 0) and self.step.captured(self.mixer.programs):
                 break
         step_losses = step_losses[:done]
@@ -173,6 +179,23 @@ class Trainer:
             "train_images_per_second": images / seconds,
             "step_losses": losses.tolist(),
         }
+
+    def _check_losses(self, losses: torch.Tensor, epoch: int, first: int) -> None:
+        """Stop if a loss since step ``first`` is not finite. One host sync; every process agrees (a collective)."""
+        window = losses[first:]
+        flag = (~torch.isfinite(window)).any().to(torch.float32)
+        sum_across(flag, self.ranks)
+        if flag.item():
+            values = window.cpu()
+            bad = (~torch.isfinite(values)).nonzero().flatten()
+            if len(bad):
+                step = first + int(bad[0]) + 1
+                raise Diverged(epoch, f"the training loss became {float(values[bad[0]])} at epoch {epoch}, step {step}")
+            raise Diverged(
+                epoch,
+                f"the training loss became non-finite on another process at epoch {epoch}, "
+                f"between steps {first + 1} and {first + len(values)}",
+            )
 
     @torch.inference_mode()
     def evaluate(self, max_batches: int | None = None) -> dict:

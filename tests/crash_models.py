@@ -25,3 +25,12 @@ class NaNGradientPreActResNet(PreActResNet):
             return gradient * float("nan") if self.backward_passes == nan_at_backward else gradient
 
         next(self.parameters()).register_hook(poison)
+
+
+class InfiniteInEvalPreActResNet(PreActResNet):
+    """A PreActResNet that trains normally but whose evaluation logits overflow to infinity: finite weights,
+    non-finite test metrics."""
+
+    def forward(self, x, at_point=None):
+        logits = super().forward(x, at_point=at_point)
+        return logits if self.training else logits * float("inf")

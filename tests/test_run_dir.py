@@ -42,3 +42,122 @@ def test_checkpoints_are_replaced_atomically(tmp_path):
     save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
     assert load_checkpoint(path)["epoch"] == 2
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_a_failed_rewrite_of_metrics_csv_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    """Resume rewrites metrics.csv to drop rows after the checkpoint; a kill during that rewrite must lose nothing."""
+    import pytest
+
+    from mmx import run_dir as module
+
+    log = RunDir(tmp_path).metrics_log()
+    for epoch in (1, 2, 3):
+        log.append({column: float(epoch) for column in module.COLUMNS} | {"epoch": epoch})
+    log.close()
+    before = (tmp_path / "metrics.csv").read_text()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as a SIGINT (or a SIGKILL) would stop the writer half-way
+
+    monkeypatch.setattr(module, "_csv_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        RunDir(tmp_path).metrics_log(resume_epoch=2)
+    assert (tmp_path / "metrics.csv").read_text() == before
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_full_disk_is_named_with_the_file_and_leaves_no_temporary_file(tmp_path):
+    import errno
+
+    import pytest
+
+    from mmx.errors import UserError
+    from mmx.run_dir import write_atomic
+
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+
+    def disk_full(handle):
+        handle.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(UserError, match=f"the disk is full: {target} could not be written"):
+        write_atomic(target, disk_full)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_summaries_are_strict_json_with_null_for_non_finite_numbers(tmp_path):
+    import json
+
+    RunDir(tmp_path).write_summary({"final": {"nll": float("nan"), "acc": float("inf"), "error": 1.5}})
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    loaded = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
+    assert loaded == {"final": {"nll": None, "acc": None, "error": 1.5}}
+
+
+def test_damaged_files_are_named_in_one_sentence(tmp_path, digits_run):
+    import shutil
+
+    import pytest
+
+    from mmx.errors import UserError
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    (run / "summary.json").write_text('{"final": ')
+    with pytest.raises(UserError, match=r"summary.json is damaged"):
+        RunDir(run).read_summary()
+    (run / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match=r"last.pt is damaged or not a checkpoint mmx wrote"):
+        RunDir(run).load_checkpoint("last")
+    (run / "config.yaml").write_text("model: [unclosed")
+    with pytest.raises(UserError, match=r"config.yaml is damaged"):
+        RunDir(run).read_config()
+
+
+def test_a_locked_run_names_its_holder_and_a_dead_holder_does_not_block(tmp_path):
+    import subprocess
+    import sys
+
+    import pytest
+
+    from mmx.errors import UserError
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\n"
+                "from mmx.run_dir import RunDir\n"
+                f"with RunDir({str(tmp_path)!r}).locked():\n"
+                "    print('locked', flush=True)\n"
+                "    time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(UserError, match=rf"{tmp_path} is in use by process {holder.pid} on "):
+        with RunDir(tmp_path).locked():
+            pass
+    holder.kill()
+    holder.wait()
+    with RunDir(tmp_path).locked():  # the lock file is still there; its holder is not
+        pass
+
+
+def test_outputs_are_checked_before_any_work(tmp_path):
+    import pytest
+
+    from mmx.errors import UserError
+    from mmx.run_dir import check_writable
+
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match="--out .*a_file/figures cannot be written"):
+        check_writable(tmp_path / "a_file" / "figures", "--out")
+    assert check_writable(tmp_path / "new" / "folder", "--out").is_dir()

@@ -13,12 +13,13 @@ from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
+from tqdm import tqdm
 
 from mmx.config import compose_train, quote_paths
 from mmx.errors import UserError
 from mmx.evaluation import attacks, calibration, deformations, ood, trained_run
 from mmx.metrics import classification_metrics
-from mmx.parts import load_data
+from mmx.parts import load_data, show_progress
 from mmx.run_dir import RunDir
 
 log = logging.getLogger("mmx")
@@ -78,6 +79,9 @@ def evaluate_run(cfg: DictConfig) -> dict:
         "evaluating %s (%s checkpoint, epoch %d) on %d test images", run.run_dir, run.checkpoint, run.epoch, len(labels)
     )
 
+    parts = 2 + len(cfg.fgsm.epsilons) + (len(cfg.pgd.epsilons) if cfg.pgd.steps > 0 else 0)
+    parts += len(deformations.DEFORMATIONS) if cfg.deformations else 0
+    progress = tqdm(total=parts, desc="mmx eval", unit="part", disable=not show_progress(cfg.progress))
     logits = logits_of(run, pixels, size)
     probs = logits.softmax(dim=1)
     clean = {**classification_metrics(logits, labels), "brier": calibration.brier_score(probs, labels)}
@@ -97,25 +101,33 @@ def evaluate_run(cfg: DictConfig) -> dict:
         "reliability": bins,
     }
 
-    result["fgsm"] = {
-        f"{eps:g}": accuracy_under(run, pixels, labels, size, lambda x, y, eps=eps: attacks.fgsm(run.logits, x, y, eps))
-        for eps in cfg.fgsm.epsilons
-    }
+    progress.update()
+    result["fgsm"] = {}
+    for eps in cfg.fgsm.epsilons:
+        progress.set_postfix_str(f"FGSM ε={eps:g}")
+        result["fgsm"][f"{eps:g}"] = accuracy_under(
+            run, pixels, labels, size, lambda x, y, eps=eps: attacks.fgsm(run.logits, x, y, eps)
+        )
+        progress.update()
     result["pgd"] = None
     if cfg.pgd.steps > 0:
         result["pgd"] = {"steps": cfg.pgd.steps, "step_size": cfg.pgd.step_size, "acc": {}}
         for eps in cfg.pgd.epsilons:
             step = cfg.pgd.step_size if cfg.pgd.step_size is not None else 2.5 * eps / cfg.pgd.steps
             draws = generator(f"pgd/{eps:g}")
+            progress.set_postfix_str(f"PGD ε={eps:g}")
             result["pgd"]["acc"][f"{eps:g}"] = accuracy_under(
                 run, pixels, labels, size, lambda x, y: attacks.pgd(run.logits, x, y, eps, cfg.pgd.steps, step, draws)
             )
+            progress.update()
     result["deformations"] = {}
     for name in deformations.DEFORMATIONS if cfg.deformations else []:
         draws = generator(f"deform/{name}")
+        progress.set_postfix_str(name)
         result["deformations"][name] = accuracy_under(
             run, pixels, labels, size, lambda x, y: deformations.deform(x, name, draws)
         )
+        progress.update()
 
     name = OOD_DEFAULTS.get(run.cfg.dataset.name, "noise") if cfg.ood.set == "auto" else cfg.ood.set
     outside = logits_of(run, ood_pixels(run, name, cfg.ood.max_images, generator("ood")), size)
@@ -124,6 +136,8 @@ def evaluate_run(cfg: DictConfig) -> dict:
         "images": len(outside),
         **{score: ood.detection_metrics(fn(logits), fn(outside)) for score, fn in ood.SCORES.items()},
     }
+    progress.update()
+    progress.close()
     result["seconds"] = time.perf_counter() - started
     RunDir(run.run_dir).write_eval(result)
     return result

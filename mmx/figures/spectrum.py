@@ -17,7 +17,7 @@ import torch
 
 from mmx.errors import UserError
 from mmx.evaluation import trained_run
-from mmx.run_dir import write_json
+from mmx.run_dir import check_writable, write_json
 
 
 def representations(run, layer: int, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +105,11 @@ def markdown(entries: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mmx spectrum", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="mmx spectrum",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("runs", nargs="+", help="run directories written by mmx train")
     parser.add_argument(
         "--layer", type=int, default=1, help="mixing point whose representations to analyse (default 1)"
@@ -116,6 +120,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=None, help="folder for spectrum.png and spectrum.md (default: no figure)")
     args = parser.parse_args(argv)
 
+    if args.out:
+        check_writable(Path(args.out), "--out")
     entries = []
     for run_dir in args.runs:
         run = trained_run.load(run_dir, args.checkpoint, args.device)

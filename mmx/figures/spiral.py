@@ -21,6 +21,7 @@ import torch
 from mmx.losses import soft_cross_entropy
 from mmx.mixing import Mixer
 from mmx.models import BottleneckMLP
+from mmx.run_dir import check_writable
 from mmx.step import TrainStep
 
 REGIMES = {"none": [], "input": [0], "manifold": [1]}  # regime -> mixing points (1 = the bottleneck)
@@ -75,15 +76,23 @@ def figure(results: dict, points, labels, path: Path, grid_size: int = 200) -> N
             p = model(grid).softmax(dim=1)[:, 1].reshape(grid_size, grid_size)
             hidden_uniform, hidden_train = bottleneck(model, uniform), bottleneck(model, points)
         top, bottom = axes[0, column], axes[1, column]
-        top.contourf(axis, axis, p, levels=20, cmap="RdBu_r", vmin=0, vmax=1, alpha=0.8)
+        filled = top.contourf(axis, axis, p, levels=20, cmap="RdBu_r", vmin=0, vmax=1, alpha=0.8)
         top.contour(axis, axis, p, levels=[0.5], colors="black", linewidths=1)
         for c in (0, 1):
             top.scatter(*points[labels == c].T, s=3, color=colours[c])
-        top.set(title=f"{regime}: input space", xlim=(-LIMIT, LIMIT), ylim=(-LIMIT, LIMIT), aspect="equal")
+        top.set(
+            title=f"{regime}: input space",
+            xlim=(-LIMIT, LIMIT),
+            ylim=(-LIMIT, LIMIT),
+            aspect="equal",
+            xlabel="x₁",
+            ylabel="x₂",
+        )
+        fig.colorbar(filled, ax=top, fraction=0.046, pad=0.04, label="p(class 1)")
         bottom.scatter(*hidden_uniform.T, s=2, color="lightgrey", label="uniform inputs")
         for c in (0, 1):
             bottom.scatter(*hidden_train[labels == c].T, s=3, color=colours[c], label=f"class {c}")
-        bottom.set(title=f"{regime}: 2-D bottleneck")
+        bottom.set(title=f"{regime}: 2-D bottleneck", xlabel="bottleneck unit 1", ylabel="bottleneck unit 2")
         bottom.legend(fontsize=7, markerscale=3, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -91,7 +100,9 @@ def figure(results: dict, points, labels, path: Path, grid_size: int = 200) -> N
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mmx spiral", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="mmx spiral", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument(
         "--out", default="results/figures/spiral.png", help="PNG to write (a .json of accuracies beside it)"
     )
@@ -103,6 +114,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    check_writable(Path(args.out).parent, "--out")  # before minutes of training, not after
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     points, labels = spirals(args.points, seed=args.seed)
     test_points, test_labels = spirals(args.points, seed=args.seed + 100)

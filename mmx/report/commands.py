@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from mmx.errors import UserError
+from mmx.run_dir import check_writable
 
 
 def _runs(parser: argparse.ArgumentParser, argv: list[str]):
@@ -58,9 +59,12 @@ def plot_main(argv: list[str]) -> int:
 
 def _command(argv: list[str], prog: str, description: str, default_out: str, write) -> int:
     """Parse ``RUN_DIRS... --out OUT``, collect the runs, write, and show what was written."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--out", default=default_out, help=f"where to write (default: {default_out})")
     args, runs = _runs(parser, argv)
+    check_writable(Path(args.out), "--out")
     for path in write(runs, Path(args.out)):
         print(f"== {path}\n{path.read_text()}" if path.suffix == ".md" else f"wrote {path}")
     return 0

@@ -1,18 +1,20 @@
 """Tables of ``mmx eval`` results (eval.json in each run): calibration, FGSM/PGD, deformations, OOD.
 
-Cells are the same as the accuracy tables' (mmx.report.tables.CELL); each number is mean ± std over
-the seeds that have an eval.json. The paper's numbers stand beside ours where it has them: Table 7
+Cells are the same as the accuracy tables' (mmx.report.cells); each number is mean ± std over the
+distinct seeds that have an eval.json. The paper's numbers stand beside ours where it has them: Table 7
 (FGSM; the paper does not state its epsilon) and Table 4 (deformations).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
 
-from mmx.report.tables import CELL, _mean_std, paper_numbers, to_markdown
+from mmx.report.cells import IDENTITY, cells, column_name, identity, show, varying
+from mmx.report.tables import _mean_std, paper_numbers, to_markdown
 
 # table -> (paper table id, prefixes of our columns)
 KINDS = {
@@ -50,14 +52,13 @@ def eval_table(runs: pd.DataFrame, kind: str, paper: pd.DataFrame) -> tuple[pd.D
     if evaluated.empty:
         return None
     numbers, pretty = [], []
-    for key, group in evaluated.groupby(CELL, dropna=False, sort=True):
-        cell = pd.Series(dict(zip(CELL, key)))
-        row = {**cell.to_dict(), "seeds": len(group)}
-        shown = {
-            c: (v if not (pd.isna(v) or v == "") else "–")
-            for c, v in cell.items()
-            if c in ("dataset", "model", "regime") or evaluated[c].nunique(dropna=False) > 1
-        }
+    all_cells = cells(evaluated)
+    keys = varying(all_cells)
+    for each in all_cells:
+        group = each.runs
+        cell = pd.Series(identity(each))
+        row = {**cell.to_dict(), **{column_name(k): each.settings.get(k) for k in keys}, "seeds": len(group)}
+        shown = {column: show(row[column]) for column in [*IDENTITY, *(column_name(k) for k in keys)]}
         shown["seeds"] = len(group)
         if kind == "ood":
             shown["OOD set"] = ", ".join(sorted(group["ood_set"].dropna().unique()))
@@ -77,10 +78,24 @@ def eval_table(runs: pd.DataFrame, kind: str, paper: pd.DataFrame) -> tuple[pd.D
                 value = _paper_value(paper, "4", cell, f"{name}_acc")
                 if not math.isnan(value):
                     row[f"paper_{name}_acc"] = value
-                    shown[f"paper {name}"] = f"{value:.2f}"
+                    shown[f"paper {deformation_words(name)}"] = f"{value:.2f}"
         numbers.append(row)
         pretty.append(shown)
     return pd.DataFrame(numbers), pd.DataFrame(pretty).fillna("–")
+
+
+def deformation_words(name: str) -> str:
+    """``zoomin60`` as ``zoom-in 60%``, ``rotation20`` as ``rotation ±20°``, ``shear28.6`` as ``shear ±28.6°``."""
+    match = re.fullmatch(r"(rotation|shear|zoomin|zoomout)([\d.]+)", name)
+    if not match:
+        return name
+    kind, value = match.groups()
+    return {
+        "rotation": f"rotation ±{value}°",
+        "shear": f"shear ±{value}°",
+        "zoomin": f"zoom-in {value}%",
+        "zoomout": f"zoom-out {value}%",
+    }[kind]
 
 
 def _label(column: str) -> str:
@@ -90,7 +105,7 @@ def _label(column: str) -> str:
         attack, eps = column.split("_", 1)
         return f"{attack.upper()} ε={eps} acc %"
     if column.startswith("deform_"):
-        return column.removeprefix("deform_")
+        return deformation_words(column.removeprefix("deform_"))
     _, score, metric = column.split("_")
     return f"{score.upper() if score == 'msp' else score} {'AUROC' if metric == 'auroc' else 'FPR@95%TPR'}"
 
@@ -111,9 +126,9 @@ def write_eval_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
         if tables is None:
             continue
         numbers, pretty = tables
-        text = f"mmx eval, {kind}: {CAPTIONS[kind]}; mean ± sample std over seeds."
+        text = f"mmx eval, {kind}: {CAPTIONS[kind]}; mean ± sample std over distinct seeds."
         csv_path, md_path = out / f"eval_{kind}.csv", out / f"eval_{kind}.md"
         numbers.to_csv(csv_path, index=False, float_format="%.6g")
-        md_path.write_text(f"{text}\n\n{to_markdown(pretty)}")
+        md_path.write_text(f"{text}\n\n{to_markdown(pretty, [c for c in pretty.columns if c in numbers.columns])}")
         written += [csv_path, md_path]
     return written

@@ -9,6 +9,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mmx.errors import UserError
+from mmx.report.cells import cell_key, settings_of
 from mmx.run_dir import TEST_METRICS, RunDir
 
 log = logging.getLogger("mmx")
@@ -54,6 +55,8 @@ def read_run(run_dir: Path) -> dict:
         "smoke": bool(cfg.get("smoke", False)),
     }
     summary = run.read_summary()
+    settings = settings_of(cfg, (summary or {}).get("precision"))
+    row.update(cell=cell_key(settings), precision=settings["precision"])
     if summary is None:  # killed during its first epoch
         return {**row, "finished": False, "epochs_done": 0}
     try:

@@ -1,8 +1,9 @@
 """Result tables: mean +- std over seeds per cell, the paper's number beside ours.
 
-One cell is one (dataset, model, regime, alpha, mixing points, epochs, loss, labels per class). For
-each paper table and for the runs that belong to none ("runs": any user sweep), three files:
-CSV (every number in its own column), Markdown and LaTeX (formatted "mean ± std").
+A cell is every setting that can change a result, all but the seed (:mod:`mmx.report.cells`); the
+settings that differ between a table's cells are its columns. For each paper table and for the runs
+that belong to none ("runs": any user sweep), three files: CSV (every number in its own column),
+Markdown and LaTeX (formatted "mean ± std over distinct seeds").
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmx.report.cells import IDENTITY, REGIME_ORDER, cells, column_name, identity, show, varying
 from mmx.run_dir import TEST_METRICS
 
 log = logging.getLogger("mmx")
 
-CELL = ["dataset", "model", "regime", "alpha", "points", "epochs", "loss", "labels_per_class"]
 PAPER_IDS = {"table1": ["1a", "1b"], "table2": ["2"], "table3": ["3"], "table5": ["5"], "table6": ["6"]}
 # Which of our metrics each table shows, and which paper metric compares with which of ours. The
 # paper reports the best epoch (the public code keeps the best test value), so "best" is compared.
@@ -38,20 +39,26 @@ def paper_numbers() -> pd.DataFrame:
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: seeds finished, unfinished runs, and mean/std of final and best metrics."""
+    """One row per cell (:mod:`mmx.report.cells`): its settings that vary, distinct seeds finished, unfinished
+    runs, repeated seeds left out, and mean/std over distinct seeds of the final and best metrics.
+
+    ``attrs["columns"]`` lists the cell's columns: dataset, model, regime, then the varying settings.
+    """
+    all_cells = cells(runs)
+    keys = varying(all_cells)
     rows = []
-    for key, group in runs.groupby(CELL, dropna=False, sort=True):
-        done = group[group["finished"]]
-        pending = group[~group["finished"]]
-        row = dict(zip(CELL, key), seeds=len(done), unfinished=len(pending))
-        row["status"] = (
-            ""
-            if pending.empty
-            else (
-                f"{len(pending)} unfinished (epochs done: {', '.join(str(e) for e in sorted(pending['epochs_done']))}"
-                f" of {int(group['epochs'].iloc[0])})"
-            )
-        )
+    for cell in all_cells:
+        group = cell.runs
+        done, pending = group[group["finished"]], group[~group["finished"]]
+        row = {**identity(cell), **{column_name(k): cell.settings.get(k) for k in keys}}
+        row.update(seeds=done["seed"].nunique(), unfinished=len(pending))
+        status = []
+        if not pending.empty:
+            epochs = ", ".join(str(e) for e in sorted(pending["epochs_done"]))
+            status.append(f"{len(pending)} unfinished (epochs done: {epochs} of {int(group['epochs'].iloc[0])})")
+        if cell.note():
+            status.append(cell.note())
+        row["status"] = "; ".join(status)
         # Finished seeds define the cell; a cell with none shows its unfinished runs' latest numbers.
         source = done if not done.empty else pending
         for block in ("final", "best"):
@@ -61,7 +68,20 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
                 row[f"{column}_mean"] = values.mean() if len(values) else math.nan
                 row[f"{column}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["columns"] = [*IDENTITY, *(column_name(k) for k in keys)]
+    table.attrs["constant"] = constant_settings(all_cells)
+    return table
+
+
+def constant_settings(all_cells) -> str:
+    """The settings every cell shares, for the caption (a few that a reader looks for)."""
+    shared = []
+    for key in ("epochs", "loss.name", "optim.lr", "batch_size", "precision"):
+        values = {str(c.settings.get(key)) for c in all_cells}
+        if len(values) == 1 and values != {"None"}:
+            shared.append(f"{column_name(key)} {values.pop()}")
+    return ", ".join(shared)
 
 
 def add_paper(cells: pd.DataFrame, table: str, paper: pd.DataFrame) -> pd.DataFrame:
@@ -101,12 +121,8 @@ def formatted(cells: pd.DataFrame, table: str) -> pd.DataFrame:
     """The human-readable table: one column per quantity, constant columns left out."""
     shown = SHOWN.get(table, DEFAULT_SHOWN)
     out = pd.DataFrame()
-    for column in CELL:
-        values = cells[column].map(
-            lambda v: "–" if pd.isna(v) or v == "" else (f"{v:g}" if isinstance(v, float) else str(v))
-        )
-        if column in ("dataset", "model", "regime") or values.nunique() > 1:
-            out[column] = values
+    for column in cells.attrs["columns"]:
+        out[column] = cells[column].map(show)
     out["seeds"] = cells["seeds"]
     for block in ("final", "best"):
         for metric in shown:
@@ -134,21 +150,22 @@ def formatted(cells: pd.DataFrame, table: str) -> pd.DataFrame:
 
 
 def caption(cells: pd.DataFrame, table: str) -> str:
-    constant = [f"{c} {cells[c].iloc[0]}" for c in ("epochs", "loss") if cells[c].nunique(dropna=False) == 1]
     parts = [
-        f"mmx {table}: mean ± sample std over seeds of the final epoch and of the best epoch (lowest test "
-        f"error; the paper reports the best)."
+        f"mmx {table}: mean ± sample std over distinct seeds of the final epoch and of the best epoch (lowest test "
+        f"error; the paper reports the best). A row is a cell: runs equal in every setting but the seed."
     ]
-    if constant:
-        parts.append(f"All runs: {', '.join(constant)}.")
+    if cells.attrs.get("constant"):
+        parts.append(f"All runs: {cells.attrs['constant']}.")
     if any(c.startswith("paper_") for c in cells):
         parts.append("Paper: arXiv 1806.05236v7; Δ = our best − paper, in the paper's std (σ) where it gives one.")
     return " ".join(parts)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
+def to_markdown(table: pd.DataFrame, text_columns: list[str] | None = None) -> str:
+    """A GitHub table; the cell's columns (``text_columns``, default the first three) left-aligned."""
+    text_columns = text_columns if text_columns is not None else list(table.columns[:3])
     header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---:" if c not in CELL else "---" for c in table.columns) + "|"
+    rule = "|" + "|".join("---" if c in text_columns else "---:" for c in table.columns) + "|"
     lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *lines]) + "\n"
 
@@ -164,7 +181,7 @@ def write_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
         text = caption(cells, table)
         paths = [out / f"{table}.csv", out / f"{table}.md", out / f"{table}.tex"]
         cells.to_csv(paths[0], index=False, float_format="%.6g")
-        paths[1].write_text(f"{text}\n\n{to_markdown(pretty)}")
+        paths[1].write_text(f"{text}\n\n{to_markdown(pretty, cells.attrs['columns'])}")
         paths[2].write_text(
             pretty.to_latex(index=False, caption=text, label=f"tab:mmx-{table}")
             .replace("±", r"$\pm$")
@@ -185,7 +202,8 @@ def brief(runs: pd.DataFrame) -> str:
         f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6}"
     )
     lines = [header, "-" * len(header)]
-    for _, r in runs.sort_values(["dataset", "model", "regime", "alpha", "seed"], na_position="first").iterrows():
+    order = runs.assign(_regime=runs["regime"].map(lambda r: REGIME_ORDER.get(r, 9)))
+    for _, r in order.sort_values(["dataset", "model", "_regime", "alpha", "seed"], na_position="first").iterrows():
         alpha = "-" if pd.isna(r["alpha"]) else f"{r['alpha']:g}"
         done = f"{r['epochs_done']}/{r['epochs']}"
         best_epoch = "" if pd.isna(r.get("best_epoch")) else int(r["best_epoch"])

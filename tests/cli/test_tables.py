@@ -28,6 +28,8 @@ def make_run(
     final_error=3.2,
     nll=0.15,
     smoke=False,
+    settings=None,
+    precision="bf16",
 ) -> Path:
     """A run directory as `mmx train` writes it: config.yaml, metrics.csv and summary.json."""
     folder.mkdir(parents=True)
@@ -45,7 +47,10 @@ def make_run(
             "points": list(points) if regime != "none" else [],
         },
     }
-    OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
+    merged = OmegaConf.merge(
+        OmegaConf.create(config), OmegaConf.from_dotlist([f"{k}={v}" for k, v in (settings or {}).items()])
+    )
+    OmegaConf.save(merged, folder / "config.yaml")
     with open(folder / "metrics.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["epoch", "test_error", "test_nll"])
@@ -55,7 +60,13 @@ def make_run(
     def block(error):
         return {"acc": 100 - error, "error": error, "top5": 99.0, "nll": nll, "ece": 0.02, "epoch": done}
 
-    summary = {"finished": done == epochs, "epochs_done": done, "final": block(final_error), "best": block(best_error)}
+    summary = {
+        "finished": done == epochs,
+        "epochs_done": done,
+        "final": block(final_error),
+        "best": block(best_error),
+        "precision": precision,
+    }
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -102,7 +113,7 @@ def test_tables_aggregate_seeds_and_compare_with_the_paper(runs, tmp_path):
     out = tmp_path / "out"
     rows = {r["regime"]: r for r in csv.DictReader(open(out / "table1.csv"))}
     manifold = rows["manifold"]
-    assert int(manifold["seeds"]) == 3 and int(manifold["unfinished"]) == 2  # m_unfinished + first_epoch_killed
+    assert int(manifold["seeds"]) == 3 and int(manifold["unfinished"]) == 1  # m_unfinished (seed 3)
     assert float(manifold["best_error_mean"]) == pytest.approx(3.0)
     assert float(manifold["best_error_std"]) == pytest.approx(0.1)
     # the paper: 2.95 +- 0.046 on CIFAR-10 / PreActResNet18 / manifold mixup
@@ -110,7 +121,8 @@ def test_tables_aggregate_seeds_and_compare_with_the_paper(runs, tmp_path):
     assert float(manifold["delta_test_error_sigma"]) == pytest.approx((3.0 - 2.95) / 0.046, rel=1e-3)
     markdown = (out / "table1.md").read_text()
     assert "3.00 ± 0.10" in markdown and "2.95 ± 0.05" in markdown and "+1.1σ" in markdown
-    assert "2 unfinished (epochs done: 0, 2 of 4)" in markdown
+    # first_epoch_killed is a second run of seed 0: reported, not counted as another seed
+    assert "1 unfinished (epochs done: 2 of 4); 1 repeated run(s) of seed 0 left out" in markdown
     # a cell with only unfinished runs still appears, marked, with its latest numbers
     assert "1 unfinished (epochs done: 1 of 4)" in markdown and "5.50" in markdown
     assert (out / "table1.tex").read_text().count(r"\pm") >= 3
@@ -155,3 +167,64 @@ def test_committed_digits_results_are_what_the_tables_command_regenerates(tmp_pa
         assert (tmp_path / "out" / name).read_text() == (committed / name).read_text()
     summaries = list((committed / "runs").glob("*/summary.json"))
     assert len(summaries) == 15 and all(json.loads(p.read_text())["finished"] for p in summaries)
+
+
+def table_rows(root, tmp_path):
+    result = run_mmx(["tables", str(root), "--out", "out"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    return list(csv.DictReader(open(tmp_path / "out" / "runs.csv"))), (tmp_path / "out" / "runs.md").read_text()
+
+
+def test_runs_that_differ_in_any_result_setting_are_separate_cells(tmp_path):
+    """An lr sweep, and runs differing only in width, batch size, schedule, milestones, steps per epoch or
+    precision: never merged into one cell; the differing settings become columns."""
+    root = tmp_path / "runs"
+    changes = {
+        "lr": {"optim.lr": 0.1},
+        "lr_small": {"optim.lr": 0.01},
+        "width": {"model.width": 16},
+        "batch": {"batch_size": 50},
+        "cosine": {"schedule.name": "cosine"},
+        "milestones": {"schedule.milestones": "[10,20]"},
+        "steps": {"trainer.max_steps_per_epoch": 5},
+    }
+    for name, settings in changes.items():
+        for seed in (0, 1):
+            make_run(root / f"{name}_{seed}", dataset="digits", seed=seed, settings={"optim.lr": 0.1, **settings})
+    make_run(root / "fp32_0", dataset="digits", seed=0, settings={"optim.lr": 0.1}, precision="fp32")
+    rows, markdown = table_rows(root, tmp_path)
+    assert len(rows) == len(changes) + 1  # seven bf16 cells and the fp32 one
+    assert sorted(r["lr"] for r in rows).count("0.01") == 1
+    for column in (
+        "lr",
+        "model.width",
+        "batch_size",
+        "schedule.name",
+        "schedule.milestones",
+        "trainer.max_steps_per_epoch",
+        "precision",
+    ):
+        assert column in rows[0], column  # each differing setting is a column of the CSV
+        assert f" {column} |" in markdown.splitlines()[2]  # and of the Markdown table
+    assert all(int(r["seeds"]) == 2 for r in rows if r["precision"] == "bf16")
+
+
+def test_copies_of_one_seed_count_once_and_are_reported(tmp_path):
+    root = tmp_path / "runs"
+    for copy in range(3):
+        make_run(root / f"copy{copy}", dataset="digits", seed=0, best_error=3.0 + copy)
+    rows, markdown = table_rows(root, tmp_path)
+    assert len(rows) == 1 and int(rows[0]["seeds"]) == 1
+    assert float(rows[0]["best_error_mean"]) == pytest.approx(3.0)  # the first run of seed 0, not a mean of copies
+    assert "2 repeated run(s) of seed 0 left out" in markdown and "± 0.00" not in markdown
+
+
+def test_plot_skips_a_damaged_run_naming_it(tmp_path):
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        make_run(root / f"r{seed}", dataset="digits", seed=seed)
+    (root / "r1" / "metrics.csv").write_text("epoch,test_error\n1,not-a-number\n")
+    result = run_mmx(["plot", str(root), "--out", "figs"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"leaving {root / 'r1'} out of the figure" in result.stderr and "metrics.csv is damaged" in result.stderr
+    assert (tmp_path / "figs" / "runs_digits_preactresnet18_curves.png").stat().st_size > 1000

@@ -1,0 +1,122 @@
+"""A hostile user and a crashing machine: runs started together, a resume of a live run, Ctrl-C,
+divergence mid-epoch and in evaluation. Each leaves nothing lost and says what happened in one sentence."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from helpers import MMX, TESTS, TINY, assert_one_sentence_error, run_mmx
+
+pytestmark = pytest.mark.slow  # trains through the command line
+
+QUICK = [*TINY, "epochs=2"]
+
+
+def start(args, cwd, **env):
+    return subprocess.Popen(
+        [MMX, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MMX_DATA": str(cwd / "data"), **env},
+    )
+
+
+def strict_json(path):
+    def refuse(name):
+        raise ValueError(f"{name} in {path}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_runs_and_sweeps_started_together_each_get_a_directory_of_their_own(tmp_path):
+    runs = [start(["train", *QUICK, f"seed={seed}"], tmp_path) for seed in range(3)]
+    sweeps = [start(["train", "-m", *QUICK, "mixup=none,input"], tmp_path) for _ in range(2)]
+    for process in runs + sweeps:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+    singles = sorted(p for p in (tmp_path / "runs").glob("*/*") if p.parent.name != "multirun")
+    assert len(singles) == 3  # same second: suffixes, never a shared folder
+    assert sorted(strict_json(p / "summary.json")["seed"] for p in singles) == [0, 1, 2]
+    for run in singles:
+        summary = strict_json(run / "summary.json")
+        assert summary["finished"] and f"seed: {summary['seed']}" in (run / "config.yaml").read_text()
+        assert (run / "metrics.csv").read_text().count("\n") == 3  # header + one row per epoch, no interleaving
+    jobs = sorted((tmp_path / "runs" / "multirun").glob("*/*/*/summary.json"))
+    assert len(jobs) == 4 and len({p.parent.parent for p in jobs}) == 2  # two sweeps, two jobs each
+    assert all(strict_json(p)["finished"] for p in jobs)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_two_runs_sent_to_one_named_directory_one_trains_and_one_is_refused(tmp_path):
+    processes = [start(["train", *QUICK, f"seed={seed}", "hydra.run.dir=shared"], tmp_path) for seed in (0, 1)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in processes]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    refusal = next(err for code, err in results if code == 2)
+    assert "in use by process" in refusal or "already holds a run" in refusal
+    summary = strict_json(tmp_path / "shared" / "summary.json")
+    assert summary["finished"] and (tmp_path / "shared" / "metrics.csv").read_text().count("\n") == 3
+
+
+def test_a_live_run_cannot_be_resumed_and_ctrl_c_names_the_last_checkpoint(tmp_path):
+    live = start(["train", *TINY, "epochs=40", "hydra.run.dir=run"], tmp_path)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    resumed = run_mmx(["train", "resume=run"], tmp_path)
+    assert_one_sentence_error(resumed, f"is in use by process {live.pid}")
+    live.send_signal(signal.SIGINT)
+    _, err = live.communicate(timeout=120)
+    assert live.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"mmx: interrupted; the last checkpoint is {last}; continue with `mmx train resume={tmp_path / 'run'}`"
+    ]
+    done = strict_json(tmp_path / "run" / "summary.json")["epochs_done"]
+    assert run_mmx(["train", "resume=run", "epochs=40"], tmp_path, timeout=600).returncode == 0  # the lock went
+    assert strict_json(tmp_path / "run" / "summary.json")["epochs_done"] == 40 > done
+
+
+def test_a_diverging_run_stops_within_a_few_steps_and_says_so_in_its_summary(tmp_path):
+    """lr 1e6: the loss is NaN by step 3; checked every 4 steps, the run stops in its first 4 steps, not after an
+    epoch of 200, and leaves a strict-JSON summary with the reason."""
+    args = [
+        "train",
+        *TINY,
+        "optim.lr=1e6",
+        "dataset=synthetic",
+        "dataset.source.train_size=20000",
+        "trainer.finite_check_every=4",
+        "hydra.run.dir=run",
+    ]
+    result = run_mmx(args, tmp_path)
+    assert_one_sentence_error(result, "the training loss became nan at epoch 1, step", "no checkpoint was written")
+    step = int(result.stderr.split("step ")[1].split(";")[0])
+    assert step <= 4
+    summary = strict_json(tmp_path / "run" / "summary.json")
+    assert summary["finished"] is False and summary["stopped"].startswith("the training loss became nan")
+
+
+def test_non_finite_test_metrics_are_divergence_and_keep_the_last_good_checkpoint_true(tmp_path):
+    result = run_mmx(
+        ["train", *QUICK, "hydra.run.dir=run", "model._target_=crash_models.InfiniteInEvalPreActResNet"],
+        tmp_path,
+        env={"PYTHONPATH": str(TESTS)},
+    )
+    assert_one_sentence_error(result, "became non-finite at epoch 1", "no checkpoint was written before it")
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    summary = strict_json(tmp_path / "run" / "summary.json")
+    assert summary["finished"] is False and "non-finite" in summary["stopped"] and summary["epochs_done"] == 0
+
+
+def test_an_unwritable_output_is_refused_before_the_work(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    started = time.time()
+    result = run_mmx(["spiral", "--out", str(tmp_path / "a_file" / "spiral.png")], tmp_path)
+    assert_one_sentence_error(result, "--out", "a_file cannot be written")
+    assert time.time() - started < 60  # the spiral trains for minutes before it writes
