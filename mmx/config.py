@@ -10,6 +10,7 @@ composition. Both end in one sentence naming the key, the value and what is allo
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
@@ -88,11 +89,23 @@ class BottleneckMLPSchema:
 
 
 @dataclass
+class RecurrentSchema:
+    name: str = MISSING
+    _target_: str = MISSING
+    cell: str = rule("gru", choices=("gru", "lstm"))
+    hidden: int = rule(128, min=1)
+    layers: int = rule(2, min=1)
+    read: str = rule("rows", choices=("rows", "pixels"))
+    readout: str = rule("last", choices=("last", "mean"))
+
+
+@dataclass
 class MixupSchema:
     name: str = rule(MISSING, choices=("none", "input", "manifold"))
     _target_: str = MISSING
     alpha: float = 0.0  # > 0 when mixing: the mixer checks it (mmx.mixing.Mixer.check)
     points: List[int] = field(default_factory=list)
+    points_per_step: int = rule(1, min=1, why="each step mixes at that many distinct points")
 
 
 @dataclass
@@ -180,6 +193,7 @@ SCHEMAS = {
     "model/preactresnet": PreActResNetSchema,
     "model/wide_resnet": WideResNetSchema,
     "model/bottleneck_mlp": BottleneckMLPSchema,
+    "model/recurrent": RecurrentSchema,
     "mixup": MixupSchema,
     "loss": LossSchema,
     "optim/sgd": SGDSchema,
@@ -358,7 +372,7 @@ def check_config(cfg: DictConfig) -> None:
                 _check_rule(f"{path}{spec.name}", node[spec.name], spec.metadata)
     from mmx.mixing import Mixer
 
-    Mixer.check(cfg.mixup.name, cfg.mixup.alpha, cfg.mixup.points)
+    Mixer.check(cfg.mixup.name, cfg.mixup.alpha, cfg.mixup.points, points_per_step=cfg.mixup.points_per_step)
     if not DEVICE.match(str(cfg.trainer.device)):
         raise UserError(
             f"trainer.device={cfg.trainer.device} is not a device; use auto, cpu, cuda, cuda:N or cuda:free"
@@ -418,6 +432,10 @@ def _show(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+# Settings added after runs had been made, with the value that does what those runs did: a run whose config
+# lacks one of them ran with that value (its cell, its resume).
+ADDED_SETTINGS = {"mixup.points_per_step": 1}
+
 # Settings that cannot change a run's numbers (beyond float rounding of equivalent computations).
 NOT_RESULTS = (
     "seed",
@@ -462,17 +480,22 @@ def flatten(node, prefix: str = "") -> dict:
 HPARAMS = ("dataset.name", "model.name", "mixup.name", "mixup.alpha", "mixup.points", "optim.lr", "epochs", "seed")
 
 
-def hparams(cfg: DictConfig) -> dict:
-    """What TensorBoard's HParams tab lists for a run: dataset, model, regime, alpha, points, lr, epochs and
-    seed, and every other setting that can change results and differs from ``mmx train``'s defaults."""
+@functools.lru_cache(maxsize=1)
+def default_settings() -> dict:
+    """``mmx train``'s defaults, flattened; composed once per process (a second each, every run of a sweep)."""
     from hydra.core.global_hydra import GlobalHydra
 
     if GlobalHydra.instance().is_initialized():  # inside a Hydra job: compose with its search path
         from hydra import compose
 
-        defaults = flatten(compose("train"))
-    else:
-        defaults = flatten(compose_train([]))
+        return flatten(compose("train"))
+    return flatten(compose_train([]))
+
+
+def hparams(cfg: DictConfig) -> dict:
+    """What TensorBoard's HParams tab lists for a run: dataset, model, regime, alpha, points, lr, epochs and
+    seed, and every other setting that can change results and differs from ``mmx train``'s defaults."""
+    defaults = default_settings()
     current = flatten(cfg)
     keys = [k for k in HPARAMS if k in current]
     keys += sorted(

@@ -1,13 +1,19 @@
-"""Manifold mixup: which point to mix at, how much, and with whom; and the mixing itself.
+"""Manifold mixup: which points to mix at, how much, and with whom; and the mixing itself.
 
 Per batch the paper draws one mixing point k uniformly from the eligible set (k = 0 is the input,
 so input mixup is the set {0}), one lam ~ Beta(alpha, alpha) and one permutation of the batch.
 The hidden state at k becomes ``lam * h + (1 - lam) * h[perm]`` and the one-hot targets are
 mixed with the same lam and permutation.
+
+``points_per_step = K > 1`` (beyond the paper) draws K distinct points per batch and mixes at each,
+in forward order, with a lam and a permutation of its own. The targets undergo the same operations
+in the same order, so they are exactly the mixture of labels that the network's last mixed state is
+a mixture of.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -25,40 +31,64 @@ def mix(x: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class MixDraw:
-    """One batch's draw: the mixing point (a host int), lam and perm (device tensors)."""
+    """One batch's draw: the mixing points in forward order (host ints), and for each a lam and a
+    permutation (device tensors: ``lams`` of shape ``[K]``, ``perms`` of shape ``[K, batch]``)."""
 
-    point: int
-    lam: torch.Tensor
-    perm: torch.Tensor
+    points: tuple[int, ...]
+    lams: torch.Tensor
+    perms: torch.Tensor
+
+    @classmethod
+    def one(cls, point: int, lam: torch.Tensor, perm: torch.Tensor) -> MixDraw:
+        """The paper's draw: one point, one lam, one permutation."""
+        return cls((point,), lam[None], perm[None])
 
     def at_point(self, k: int, h: torch.Tensor) -> torch.Tensor:
-        """Hook for :meth:`StagedNetwork.forward`: mix at the drawn point, pass through elsewhere."""
-        return mix(h, self.lam.to(h.dtype), self.perm) if k == self.point else h
+        """Hook for :meth:`StagedNetwork.forward`: mix at the drawn points, pass through elsewhere."""
+        if k not in self.points:
+            return h
+        i = self.points.index(k)
+        return mix(h, self.lams[i].to(h.dtype), self.perms[i])
 
     def targets(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-        return mix(F.one_hot(labels, num_classes).float(), self.lam, self.perm)
+        """The one-hot targets put through the same mixes, in the same order, as the hidden states."""
+        targets = F.one_hot(labels, num_classes).float()
+        for i in range(len(self.points)):
+            targets = mix(targets, self.lams[i], self.perms[i])
+        return targets
 
 
 class Mixer:
     """Draws :class:`MixDraw` per batch for the ``none``, ``input`` or ``manifold`` regime.
 
-    The point is drawn on the host (it chooses which code runs, so it must be known there without
+    The points are drawn on the host (it chooses which code runs, so it must be known there without
     a device sync); lam and the permutation are drawn on the device. Both generators are seeded
     and their states checkpointed, so a resumed run mixes exactly as an uninterrupted one. The
     mixer checks its own settings against the network's ``num_points`` mixing points.
     """
 
-    def __init__(self, name: str, alpha: float, points: list[int], *, num_points: int, device: torch.device, seed: int):
-        self.check(name, alpha, points, num_points)
+    def __init__(
+        self,
+        name: str,
+        alpha: float,
+        points: list[int],
+        points_per_step: int = 1,
+        *,
+        num_points: int,
+        device: torch.device,
+        seed: int,
+    ):
+        self.check(name, alpha, points, num_points, points_per_step)
         self.regime = name
         self.points = [] if name == "none" else list(points)
+        self.points_per_step = points_per_step
         self.device = device
         self.point_generator = torch.Generator().manual_seed(seed)
         self.device_generator = torch.Generator(device).manual_seed(seed + 1)
         self.concentration = torch.tensor([float(alpha), float(alpha)], device=device)
 
     @staticmethod
-    def check(name: str, alpha: float, points, num_points: int | None = None) -> None:
+    def check(name: str, alpha: float, points, num_points: int | None = None, points_per_step: int = 1) -> None:
         """The settings' one-sentence errors; ``num_points=None`` checks all but the model's range."""
         if name not in REGIMES:
             raise UserError(f"mixup={name} is not a mixing regime; choose one of {', '.join(REGIMES)}")
@@ -86,11 +116,19 @@ class Mixer:
                 f"mixup.points={points} is not a subset of this model's mixing points {top}(0 is the "
                 f"input); pick points from that range"
             )
+        if not 1 <= points_per_step <= len(points):
+            raise UserError(
+                f"mixup.points_per_step={points_per_step} must be between 1 and the {len(points)} point(s) of "
+                f"mixup.points={points}, as each step mixes at that many distinct points"
+            )
 
     @property
-    def programs(self) -> list[int | None]:
-        """What a training step can run: one program per mixing point, or the unmixed one (``None``)."""
-        return list(self.points) if self.points else [None]
+    def programs(self) -> list[tuple[int, ...] | None]:
+        """What a training step can run: one program per set of points a step can draw, in forward
+        order (C(n, K) of them), or the unmixed one (``None``)."""
+        if not self.points:
+            return [None]
+        return [tuple(sorted(c)) for c in itertools.combinations(self.points, self.points_per_step)]
 
     @property
     def active(self) -> bool:
@@ -99,11 +137,17 @@ class Mixer:
     def draw(self, batch_size: int) -> MixDraw | None:
         if not self.active:
             return None
-        index = int(torch.randint(len(self.points), (1,), generator=self.point_generator))
-        # lam ~ Beta(a, a) as the first coordinate of a Dirichlet(a, a) draw.
-        lam = torch._sample_dirichlet(self.concentration, generator=self.device_generator)[0]
-        perm = torch.randperm(batch_size, device=self.device, generator=self.device_generator)
-        return MixDraw(self.points[index], lam, perm)
+        if self.points_per_step == 1:  # the paper's draw; kept as it was so that K = 1 runs repeat exactly
+            chosen = [int(torch.randint(len(self.points), (1,), generator=self.point_generator))]
+        else:
+            chosen = torch.randperm(len(self.points), generator=self.point_generator)[: self.points_per_step].tolist()
+        points = tuple(sorted(self.points[i] for i in chosen))
+        lams, perms = [], []
+        for _ in points:
+            # lam ~ Beta(a, a) as the first coordinate of a Dirichlet(a, a) draw.
+            lams.append(torch._sample_dirichlet(self.concentration, generator=self.device_generator)[0])
+            perms.append(torch.randperm(batch_size, device=self.device, generator=self.device_generator))
+        return MixDraw(points, torch.stack(lams), torch.stack(perms))
 
     def state_dict(self) -> dict:
         return {"point": self.point_generator.get_state(), "device": self.device_generator.get_state()}

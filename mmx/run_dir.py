@@ -147,7 +147,7 @@ class RunDir:
                 f"{self.config_path} is damaged (it does not describe a run); restore it from a copy "
                 f"or start the run again"
             )
-        return cfg
+        return with_added_settings(cfg)
 
     def read_summary(self) -> dict | None:
         """summary.json, or None before the first epoch has ended."""
@@ -449,3 +449,16 @@ def code_version() -> dict:
         return {"mmx": mmx_version, "commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"mmx": mmx_version, "commit": None, "dirty": None}
+
+
+def with_added_settings(cfg: DictConfig) -> DictConfig:
+    """A saved config with the settings added since it was written (``mmx.config.ADDED_SETTINGS``) at the
+    values that do what the run did, so that resume, eval and tables read every run alike."""
+    from mmx.config import ADDED_SETTINGS
+
+    for key, value in ADDED_SETTINGS.items():
+        group, _, name = key.rpartition(".")
+        node = OmegaConf.select(cfg, group) if group else cfg
+        if isinstance(node, DictConfig) and name not in node:
+            node[name] = value
+    return cfg

@@ -1,8 +1,9 @@
 """One training step (forward, loss, backward, update), run eagerly, compiled, or replayed from CUDA graphs.
 
-The mixing point chooses which code runs, so the compiled and captured forms keep one program per
-point: ``torch.compile`` specialises one graph per point, and ``trainer.cuda_graphs`` captures the
-whole step once per point. Everything that changes from step to step (images, labels, lam,
+The mixing points choose which code runs, so the compiled and captured forms keep one program per
+set of points a step can draw (one per point in the paper's manifold mixup): ``torch.compile``
+specialises one graph per program, and ``trainer.cuda_graphs`` captures the whole step once per
+program. Everything that changes from step to step (images, labels, lam,
 permutation, learning rate) is a device tensor, so a captured step replays with no host sync.
 """
 
@@ -17,8 +18,10 @@ import torch.nn.functional as F
 from mmx.errors import UserError
 from mmx.mixing import MixDraw
 
+Points = tuple[int, ...] | None  # a program: the mixing points of a step in forward order, or None (no mixing)
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-EAGER_STEPS_BEFORE_CAPTURE = 3  # per point: cuDNN autotuning, lazy state and compilation happen here
+EAGER_STEPS_BEFORE_CAPTURE = 3  # per program: cuDNN autotuning, lazy state and compilation happen here
 
 
 def autocast(device: torch.device, precision: str):
@@ -88,7 +91,7 @@ def capturable_sgd(optimizer: torch.optim.Optimizer, device: torch.device) -> No
 def reset_compiler(programs: int) -> None:
     """Fresh dynamo caches sized for ``programs`` graphs of one step function, failing loudly when full.
 
-    Every mixing point compiles the same code object, so dynamo counts points as recompiles of one
+    Every program compiles the same code object, so dynamo counts programs as recompiles of one
     frame: left to its defaults, a second run in the same process (a sweep, ``mmx bench``) fills the
     cache and silently falls back to eager. A reset per step object, a limit of one entry per
     program, and an error instead of the fallback keep every compiled figure compiled.
@@ -114,13 +117,13 @@ class TrainStep:
     predictions equal to the original (unmixed) labels, as the public code counts training accuracy.
 
     ``compile``: ``torch.compile`` the forward and loss (backward is compiled with it by AOTAutograd),
-    one graph per program (mixing point), ``dynamic=False``: training shapes never change.
-    ``cuda_graphs``: after a few eager steps per mixing point, capture forward, backward and the
-    optimiser update of that point in one CUDA graph and replay it from then on. A replay is the
+    one graph per program (set of mixing points), ``dynamic=False``: training shapes never change.
+    ``cuda_graphs``: after a few eager steps per program, capture forward, backward and the
+    optimiser update of that program in one CUDA graph and replay it from then on. A replay is the
     same computation as an eager step *with the fused, tensor-lr SGD* (:func:`capturable_sgd`,
     which ``cuda_graphs`` requires); against the default foreach SGD it differs by float rounding.
-    ``programs`` is how many distinct points the step will see (``None`` included), to size the
-    compiler's cache.
+    ``programs`` is how many distinct sets of points the step will see (``None`` included), to size
+    the compiler's cache.
     """
 
     def __init__(
@@ -148,23 +151,23 @@ class TrainStep:
         if compile:
             reset_compiler(programs)
         self.cuda_graphs = cuda_graphs
-        self.forwards: dict[int | None, Callable] = {}
-        self.graphs: dict[int | None, _CapturedStep] = {}
-        self.eager_steps: dict[int | None, int] = {}
+        self.forwards: dict[Points, Callable] = {}
+        self.graphs: dict[Points, _CapturedStep] = {}
+        self.eager_steps: dict[Points, int] = {}
         # Warm-up and capture run on a side stream of the training device (not of the current device).
         self.side_stream = torch.cuda.Stream(device) if cuda_graphs else None
         # One memory pool for every point's graph: only the outputs outlive a replay (parameters,
         # optimiser state and the static inputs live outside the pool), so graphs replayed in any
         # order can share the temporaries of forward and backward instead of reserving them per point.
         self.pool = torch.cuda.graph_pool_handle() if cuda_graphs else None
-        self.unmixed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # batch size -> placeholder (lam, perm)
+        self.unmixed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # batch size -> placeholder (lams, perms)
 
-    def forward_for(self, point: int | None) -> Callable:
-        """The forward+loss of one mixing point (``None``: no mixing), compiled once if asked."""
-        if point not in self.forwards:
+    def forward_for(self, points: Points) -> Callable:
+        """The forward+loss of one set of mixing points (``None``: no mixing), compiled once if asked."""
+        if points not in self.forwards:
 
-            def forward_loss(images, labels, lam, perm):
-                draw = MixDraw(point, lam, perm) if point is not None else None
+            def forward_loss(images, labels, lams, perms):
+                draw = MixDraw(points, lams, perms) if points is not None else None
                 targets = (
                     draw.targets(labels, self.num_classes) if draw else F.one_hot(labels, self.num_classes).float()
                 )
@@ -175,37 +178,37 @@ class TrainStep:
                 correct = (logits.argmax(dim=1) == labels).sum()
                 return loss, correct
 
-            self.forwards[point] = torch.compile(forward_loss, **self.compile) if self.compile else forward_loss
-        return self.forwards[point]
+            self.forwards[points] = torch.compile(forward_loss, **self.compile) if self.compile else forward_loss
+        return self.forwards[points]
 
-    def captured(self, points) -> bool:
-        """Whether every one of ``points`` replays from a graph (always true without CUDA graphs)."""
-        return not self.cuda_graphs or all(p in self.graphs for p in points)
+    def captured(self, programs) -> bool:
+        """Whether every one of ``programs`` replays from a graph (always true without CUDA graphs)."""
+        return not self.cuda_graphs or all(p in self.graphs for p in programs)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, draw: MixDraw | None):
-        point = draw.point if draw else None
-        lam, perm = (draw.lam, draw.perm) if draw else self._unmixed(len(images))
-        if point in self.graphs:
-            return self.graphs[point].replay(images, labels, lam, perm)
-        if self.cuda_graphs and self.eager_steps.get(point, 0) >= EAGER_STEPS_BEFORE_CAPTURE:
-            self.graphs[point] = _CapturedStep(self, point, images, labels, lam, perm)
-            return self.graphs[point].replay(images, labels, lam, perm)
-        self.eager_steps[point] = self.eager_steps.get(point, 0) + 1
+        points = draw.points if draw else None
+        lams, perms = (draw.lams, draw.perms) if draw else self._unmixed(len(images))
+        if points in self.graphs:
+            return self.graphs[points].replay(images, labels, lams, perms)
+        if self.cuda_graphs and self.eager_steps.get(points, 0) >= EAGER_STEPS_BEFORE_CAPTURE:
+            self.graphs[points] = _CapturedStep(self, points, images, labels, lams, perms)
+            return self.graphs[points].replay(images, labels, lams, perms)
+        self.eager_steps[points] = self.eager_steps.get(points, 0) + 1
         with _on_stream(self.side_stream) if self.cuda_graphs else contextlib.nullcontext():
-            return self.eager(point, images, labels, lam, perm)
+            return self.eager(points, images, labels, lams, perms)
 
     def _unmixed(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unused lam and permutation for steps without mixing, made once per batch size (every step
+        """Unused lams and permutations for steps without mixing, made once per batch size (every step
         takes the same arguments, so a graph has the same inputs to copy)."""
         if batch_size not in self.unmixed:
             self.unmixed[batch_size] = (
-                torch.ones((), device=self.device),
-                torch.arange(batch_size, device=self.device),
+                torch.ones(1, device=self.device),
+                torch.arange(batch_size, device=self.device)[None],
             )
         return self.unmixed[batch_size]
 
-    def eager(self, point, images, labels, lam, perm):
-        loss, correct = self.forward_for(point)(images, labels, lam, perm)
+    def eager(self, points, images, labels, lams, perms):
+        loss, correct = self.forward_for(points)(images, labels, lams, perms)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -214,20 +217,20 @@ class TrainStep:
 
 
 class _CapturedStep:
-    """One mixing point's whole step in a CUDA graph, fed through static input buffers.
+    """One set of mixing points' whole step in a CUDA graph, fed through static input buffers.
 
     Gradients are allocated inside the shared graph pool and written, not accumulated, on every
     replay. After a replay, ``p.grad`` holds the tensors of the *last captured* graph, not
     necessarily of the graph just replayed: read gradients only in eager steps.
     """
 
-    def __init__(self, step: TrainStep, point, images, labels, lam, perm):
-        self.inputs = [t.clone() for t in (images, labels, lam, perm)]
+    def __init__(self, step: TrainStep, points, images, labels, lams, perms):
+        self.inputs = [t.clone() for t in (images, labels, lams, perms)]
         self.graph = torch.cuda.CUDAGraph()
         step.optimizer.zero_grad(set_to_none=True)
         # thread_local: other threads (a DataLoader's pin-memory thread) may use CUDA during the capture.
         with torch.cuda.graph(self.graph, pool=step.pool, stream=step.side_stream, capture_error_mode="thread_local"):
-            loss, correct = step.forward_for(point)(*self.inputs)
+            loss, correct = step.forward_for(points)(*self.inputs)
             loss.backward()
             step.optimizer.step()
         self.outputs = (loss.detach(), correct)

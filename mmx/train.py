@@ -178,7 +178,7 @@ class Record:
             "world_size": trainer.ranks.world_size,
             "compile": cfg.trainer.compile,
             "cuda_graphs": cfg.trainer.cuda_graphs,
-            "captured_points": sorted(p for p in trainer.step.graphs if p is not None)
+            "captured_programs": sorted(list(p) for p in trainer.step.graphs if p is not None)
             if cfg.trainer.cuda_graphs
             else None,
             "model_args": model_args(cfg, trainer),

@@ -182,7 +182,7 @@ def test_training_accuracy_counts_the_original_labels():
         torch.device("cpu"),
         "fp32",
     )
-    draw = MixDraw(0, torch.tensor(0.3), torch.tensor([1, 2, 3, 0]))  # 30% own image, 70% the next one's
+    draw = MixDraw.one(0, torch.tensor(0.3), torch.tensor([1, 2, 3, 0]))  # 30% own image, 70% the next one's
     _, correct = step(torch.eye(4), labels, draw)
     assert int(correct) == 0  # against the mixed target's arg-max it would count all 4
     _, correct = step(torch.eye(4), labels, None)

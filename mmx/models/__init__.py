@@ -2,7 +2,8 @@
 
 from mmx.models.mlp import BottleneckMLP
 from mmx.models.preact_resnet import PreActResNet
+from mmx.models.recurrent import RecurrentNetwork
 from mmx.models.staged import StagedNetwork
 from mmx.models.wide_resnet import WideResNet
 
-__all__ = ["BottleneckMLP", "PreActResNet", "StagedNetwork", "WideResNet"]
+__all__ = ["BottleneckMLP", "PreActResNet", "RecurrentNetwork", "StagedNetwork", "WideResNet"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from omegaconf import DictConfig
 
-from mmx.config import NOT_RESULTS, flatten
+from mmx.config import ADDED_SETTINGS, NOT_RESULTS, flatten
 
 REGIME_ORDER = {"none": 0, "input": 1, "manifold": 2}
 # Dotted keys shown under a short name.
@@ -25,6 +25,7 @@ SHORT = {
     "mixup.name": "regime",
     "mixup.alpha": "alpha",
     "mixup.points": "points",
+    "mixup.points_per_step": "K",
     "loss.name": "loss",
     "optim.lr": "lr",
 }
@@ -33,12 +34,12 @@ IDENTITY = ("dataset", "model", "regime")  # always shown
 
 def settings_of(cfg: DictConfig, precision: str | None) -> dict:
     """What makes a run's numbers what they are: ``cfg`` without ``NOT_RESULTS``, with the precision it used."""
-    flat = flatten(cfg)
+    flat = {**ADDED_SETTINGS, **flatten(cfg)}
     kept = {k: v for k, v in flat.items() if not any(k == n or k.startswith(n + ".") for n in NOT_RESULTS)}
     kept = {k: v for k, v in kept.items() if not k.endswith("._target_") and not k.endswith("._partial_")}
     if kept.get("mixup.name") == "none":  # alpha and points mean nothing without mixing
-        kept.pop("mixup.alpha", None)
-        kept.pop("mixup.points", None)
+        for key in ("mixup.alpha", "mixup.points", "mixup.points_per_step"):
+            kept.pop(key, None)
     kept["precision"] = precision  # None until the first epoch's summary says what "auto" became
     return kept
 

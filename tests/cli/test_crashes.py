@@ -64,22 +64,26 @@ def test_two_runs_sent_to_one_named_directory_one_trains_and_one_is_refused(tmp_
 
 
 def test_a_live_run_cannot_be_resumed_and_ctrl_c_names_the_last_checkpoint(tmp_path):
-    live = start(["train", *TINY, "epochs=40", "hydra.run.dir=run"], tmp_path)
+    """The live run is frozen (SIGSTOP) once its first checkpoint exists, so it is still training, whatever the
+    machine's speed, when the resume is refused and when Ctrl-C reaches it."""
+    live = start(["train", *TINY, "epochs=3", "hydra.run.dir=run"], tmp_path)
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     while not last.exists() and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.05)
+    live.send_signal(signal.SIGSTOP)
     resumed = run_mmx(["train", "resume=run"], tmp_path)
     assert_one_sentence_error(resumed, f"is in use by process {live.pid}")
-    live.send_signal(signal.SIGINT)
+    live.send_signal(signal.SIGINT)  # pending until it runs again
+    live.send_signal(signal.SIGCONT)
     _, err = live.communicate(timeout=120)
     assert live.returncode == 130 and "Traceback" not in err
     assert err.strip().splitlines() == [
         f"mmx: interrupted; the last checkpoint is {last}; continue with `mmx train resume={tmp_path / 'run'}`"
     ]
     done = strict_json(tmp_path / "run" / "summary.json")["epochs_done"]
-    assert run_mmx(["train", "resume=run", "epochs=40"], tmp_path, timeout=600).returncode == 0  # the lock went
-    assert strict_json(tmp_path / "run" / "summary.json")["epochs_done"] == 40 > done
+    assert run_mmx(["train", "resume=run"], tmp_path, timeout=600).returncode == 0  # the lock went
+    assert strict_json(tmp_path / "run" / "summary.json")["epochs_done"] == 3 > done
 
 
 def test_a_diverging_run_stops_within_a_few_steps_and_says_so_in_its_summary(tmp_path):

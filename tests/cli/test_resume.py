@@ -14,6 +14,17 @@ from helpers import MMX, TINY, run_mmx
 pytestmark = pytest.mark.slow  # trains or builds through the command line
 
 ARGS = ["train", *TINY, "model.width=16", "trainer.deterministic=true", "epochs=6", "schedule.milestones=[3,5]"]
+# A GRU mixing at two of its three points per step: the drawn sets of points resume exactly too.
+GRU_TWO_POINTS = [
+    "train",
+    "model=gru",
+    "model.hidden=32",
+    "mixup=manifold",
+    "mixup.points_per_step=2",
+    "trainer.progress=false",
+    "trainer.deterministic=true",
+    "epochs=6",
+]
 
 
 def epochs_logged(run):
@@ -24,12 +35,13 @@ def epochs_logged(run):
         return []
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
-    assert run_mmx([*ARGS, "hydra.run.dir=full"], tmp_path).returncode == 0
+@pytest.mark.parametrize("args", [ARGS, GRU_TWO_POINTS], ids=["preactresnet", "gru_two_points"])
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, args):
+    assert run_mmx([*args, "hydra.run.dir=full"], tmp_path).returncode == 0
 
     env = {**os.environ, "MMX_DATA": str(tmp_path / "data")}
     victim = subprocess.Popen(
-        [MMX, *ARGS, "hydra.run.dir=killed"],
+        [MMX, *args, "hydra.run.dir=killed"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
