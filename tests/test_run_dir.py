@@ -161,3 +161,21 @@ def test_outputs_are_checked_before_any_work(tmp_path):
     with pytest.raises(UserError, match="--out .*a_file/figures cannot be written"):
         check_writable(tmp_path / "a_file" / "figures", "--out")
     assert check_writable(tmp_path / "new" / "folder", "--out").is_dir()
+
+
+def test_a_run_made_before_a_setting_existed_reads_with_the_value_it_ran_with(tmp_path, compose):
+    """mixup.points_per_step came after runs had been made: such a run reads (for resume, eval and tables)
+    with K = 1, what it did, and sits in the cell of a new run with K = 1, not in a cell of its own."""
+    from omegaconf import OmegaConf
+
+    from mmx.report.cells import settings_of
+
+    new = compose("mixup=manifold")
+    old = OmegaConf.create(OmegaConf.to_container(new))
+    del old.mixup["points_per_step"]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    read = RunDir(tmp_path).read_config()
+    assert read.mixup.points_per_step == 1
+    assert (
+        settings_of(old, "fp32") == settings_of(new, "fp32") != settings_of(compose("mixup.points_per_step=2"), "fp32")
+    )
