@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from mmx.config import compose_train, quote_paths
 from mmx.errors import UserError
-from mmx.evaluation import attacks, calibration, deformations, ood, trained_run
+from mmx.evaluation import attacks, calibration, deformations, excess, ood, trained_run
 from mmx.metrics import classification_metrics
 from mmx.parts import load_data, show_progress
 from mmx.run_dir import RunDir
@@ -67,10 +67,13 @@ def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) ->
 def evaluate_run(cfg: DictConfig) -> dict:
     run = trained_run.load(cfg.run, cfg.checkpoint, cfg.device)
 
-    def generator(part: str) -> torch.Generator:
-        """A generator of its own for each part, so that its draws do not depend on which other parts ran."""
+    def seed_of(part: str) -> int:
+        """A seed of its own for each part, so that its draws do not depend on which other parts ran."""
         digest = hashlib.blake2b(f"{cfg.seed}/{part}".encode(), digest_size=8).digest()
-        return torch.Generator(run.device).manual_seed(int.from_bytes(digest, "little") >> 1)
+        return int.from_bytes(digest, "little") >> 1
+
+    def generator(part: str) -> torch.Generator:
+        return torch.Generator(run.device).manual_seed(seed_of(part))
 
     pixels, labels = run.test_pixels(cfg.max_images)
     size = cfg.batch_size
@@ -81,6 +84,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
 
     parts = 2 + len(cfg.fgsm.epsilons) + (len(cfg.pgd.epsilons) if cfg.pgd.steps > 0 else 0)
     parts += len(deformations.DEFORMATIONS) if cfg.deformations else 0
+    parts += len(cfg.excess.points)
     progress = tqdm(total=parts, desc="mmx eval", unit="part", disable=not show_progress(cfg.progress))
     logits = logits_of(run, pixels, size)
     probs = logits.softmax(dim=1)
@@ -129,6 +133,34 @@ def evaluate_run(cfg: DictConfig) -> dict:
         )
         progress.update()
 
+    result["excess"] = None
+    if cfg.excess.points:
+        result["excess"] = {"alpha": cfg.excess.alpha, "draws": cfg.excess.draws, "points": {}}
+        splits = {
+            "train": (run.data.train_images.float() / 255, run.data.train_labels),
+            "test": (pixels, labels),
+        }
+        for point in cfg.excess.points:
+            if not 0 <= point < run.network.num_points:
+                raise UserError(
+                    f"excess.points holds {point}, which is not a mixing point of {run.cfg.model.name} "
+                    f"(0..{run.network.num_points - 1}); pick points from that range"
+                )
+            progress.set_postfix_str(f"excess loss at point {point}")
+            result["excess"]["points"][str(point)] = {
+                split: excess.excess_mixup_loss(
+                    run.logits,
+                    images,
+                    targets,
+                    run.data.num_classes,
+                    point,
+                    excess.Mixtures.draw(len(targets), cfg.excess.alpha, cfg.excess.draws, seed_of(f"excess/{split}")),
+                    size,
+                )
+                for split, (images, targets) in splits.items()
+            }
+            progress.update()
+
     name = OOD_DEFAULTS.get(run.cfg.dataset.name, "noise") if cfg.ood.set == "auto" else cfg.ood.set
     outside = logits_of(run, ood_pixels(run, name, cfg.ood.max_images, generator("ood")), size)
     result["ood"] = {
@@ -156,6 +188,11 @@ def report(result: dict) -> str:
         )
     if result["deformations"]:
         lines.append("deformations acc: " + "  ".join(f"{n} {a:.1f}%" for n, a in result["deformations"].items()))
+    for point, splits in (result.get("excess") or {}).get("points", {}).items():
+        lines.append(
+            f"excess mixup loss at point {point}: "
+            + "  ".join(f"{split} {values['excess']:.4f}" for split, values in splits.items())
+        )
     o = result["ood"]
     lines.append(
         f"OOD ({o['set']}, {o['images']} images): "

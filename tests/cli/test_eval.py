@@ -12,7 +12,7 @@ from torchvision.transforms import InterpolationMode
 from mmx.evaluation import attacks, calibration, deformations, ood
 from mmx.metrics import expected_calibration_error
 
-from helpers import assert_one_sentence_error, run_mmx
+from helpers import assert_one_sentence_error, mmx_in_process, run_mmx
 
 pytestmark = pytest.mark.slow  # trains or builds through the command line
 
@@ -22,7 +22,7 @@ def evaluated(digits_run, tmp_path_factory):
     """A copy of the shared digits run, evaluated once through the CLI."""
     run = tmp_path_factory.mktemp("eval") / "run"
     shutil.copytree(digits_run, run)
-    result = run_mmx(["eval", f"run={run}", "fgsm.epsilons=[0,0.03]", "pgd.steps=3"], run.parent)
+    result = run_mmx(["eval", f"run={run}", "fgsm.epsilons=[0,0.03]", "pgd.steps=3", "excess.points=[0,1]"], run.parent)
     assert result.returncode == 0, result.stderr
     return run, json.loads((run / "eval.json").read_text()), result.stdout
 
@@ -66,6 +66,18 @@ def test_random_parts_draw_the_same_whatever_else_is_evaluated(evaluated, tmp_pa
     second = json.loads((again / "eval.json").read_text())
     assert second["pgd"] is None and second["deformations"] == first["deformations"]
     assert second["ood"] == first["ood"] and second["clean"] == first["clean"]
+    assert second["excess"] is None
+
+
+def test_the_excess_mixup_loss_is_scored_on_both_splits_at_each_point_asked(evaluated):
+    _, result, stdout = evaluated
+    assert result["excess"]["alpha"] == 2.0 and set(result["excess"]["points"]) == {"0", "1"}
+    for point in ("0", "1"):
+        for split in ("train", "test"):
+            values = result["excess"]["points"][point][split]
+            assert values["excess"] > 0 and 0 < values["target_entropy"] < 0.7  # at most log 2 per mixture
+            assert values["cross_entropy"] == pytest.approx(values["excess"] + values["target_entropy"])
+    assert "excess mixup loss at point 1: train" in stdout
 
 
 def test_tables_pick_up_eval_json(evaluated, tmp_path):
@@ -154,19 +166,24 @@ def test_brier_and_reliability_bins_by_hand():
     assert ece == pytest.approx(float(expected_calibration_error(probs, labels, bins=5)))
 
 
+EVAL_MISTAKES = [
+    ("checkpoint=middle", "checkpoint=middle"),
+    ("ood.set=synthetic", "ood.set=synthetic has images of shape (3, 32, 32)"),
+    ("ood.set=mnist", "ood.set=mnist is neither"),
+    ("fgsm.eps=1", "mmx eval --help"),
+    ("excess.points=[4]", "excess.points holds 4, which is not a mixing point of preactresnet18 (0..3)"),
+]
+
+
 def test_mistakes_are_one_sentence_errors(evaluated, tmp_path):
+    """Through mmx's entry point in this process (seconds); the installed command's path is the first case."""
     run = evaluated[0]
     assert_one_sentence_error(run_mmx(["eval"], tmp_path), "no run given; pass run=RUN_DIR")
-    assert_one_sentence_error(run_mmx(["eval", f"run={tmp_path}"], tmp_path), "is not an mmx run directory")
-    assert_one_sentence_error(run_mmx(["eval", f"run={run}", "checkpoint=middle"], tmp_path), "checkpoint=middle")
-    assert_one_sentence_error(
-        run_mmx(["eval", f"run={run}", "ood.set=synthetic"], tmp_path),
-        "ood.set=synthetic has images of shape (3, 32, 32)",
-    )
-    assert_one_sentence_error(run_mmx(["eval", f"run={run}", "ood.set=mnist"], tmp_path), "ood.set=mnist is neither")
-    assert_one_sentence_error(run_mmx(["eval", f"run={run}", "fgsm.eps=1"], tmp_path), "mmx eval --help")
-    help_text = run_mmx(["eval", "--help"], tmp_path)
-    assert help_text.returncode == 0 and "epsilons" in help_text.stdout
+    assert_one_sentence_error(mmx_in_process(["eval", f"run={tmp_path}"], tmp_path), "is not an mmx run directory")
+    for argument, fragment in EVAL_MISTAKES:
+        assert_one_sentence_error(mmx_in_process(["eval", f"run={run}", argument], tmp_path), fragment)
+    help_text = mmx_in_process(["eval", "--help"], tmp_path)
+    assert help_text.returncode == 0 and "epsilons" in help_text.stdout and "excess" in help_text.stdout
 
 
 def test_sweep_directories_whose_names_hold_equals_and_commas_can_be_evaluated_and_resumed(digits_run, tmp_path):
