@@ -18,17 +18,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Tests run on every core (pytest-xdist), one thread each: most of them start a process or train a tiny
+# network, which gains more from running beside another than from a second thread.
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n auto
+
 # The fast tier for the edit-test loop: lint, format check, and every test not marked slow (minutes).
 test: $(STAMP)
 	$(BIN)/ruff check mmx tests scripts configs
 	$(BIN)/ruff format --check mmx tests scripts configs
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Everything: the fast tier and the slow tests that train through the command line (what CI runs).
 test-full: $(STAMP)
 	$(BIN)/ruff check mmx tests scripts configs
 	$(BIN)/ruff format --check mmx tests scripts configs
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The three regimes on the embedded digits data, one Hydra multirun, then their comparison.
 quickstart: $(STAMP)
