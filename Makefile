@@ -7,7 +7,7 @@ STAMP := $(VENV)/.mmx-installed
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 QUICKSTART_DIR := runs/quickstart/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: install test test-full quickstart digits-results tables figures gpu-check clean
+.PHONY: install test test-full quickstart digits-results tables figures theory-results gpu-check clean
 
 install: $(STAMP)
 
@@ -73,6 +73,33 @@ figures: $(STAMP)
 	$(BIN)/mmx spectrum $(SPECTRUM)/runs/*/ --layer 1 --out $(SPECTRUM)
 	rm -rf $(SPECTRUM)/runs/*/checkpoints $(SPECTRUM)/runs/*/tb $(SPECTRUM)/runs/*/.hydra $(SPECTRUM)/runs/*/.lock \
 		$(SPECTRUM)/runs/multirun.yaml $(SPECTRUM)/runs/.lock
+
+# results/theory: is the manifold mixup loss satisfiable exactly when the mixed layer has at least d - 1
+# units? The bottleneck MLP of experiment=theory/digits_mlp at each width, with and without manifold mixup
+# at the bottleneck, five seeds; then the same seed of three widths trained twice as long, to check that the
+# excess loss had stopped falling. The two sweeps run side by side with one thread each (deterministic on
+# any machine); about 15 minutes on 2 cores. Kept per run as for results/digits.
+THEORY := results/theory
+THEORY_WIDTHS := 2,4,6,8,9,10,11,12,16,32
+THEORY_SEEDS := 0,1,2,3,4
+THEORY_CHECK_WIDTHS := 4,10,32
+THEORY_EPOCHS := 60
+THEORY_CHECK_EPOCHS := 120
+THEORY_TRAIN := OMP_NUM_THREADS=1 $(BIN)/mmx train -m experiment=theory/digits_mlp trainer.deterministic=true \
+	trainer.progress=false
+theory-results: $(STAMP)
+	rm -rf $(THEORY)/runs $(THEORY)/check
+	$(THEORY_TRAIN) epochs=$(THEORY_EPOCHS) mixup=none model.bottleneck=$(THEORY_WIDTHS) seed=$(THEORY_SEEDS) \
+		hydra.sweep.dir=$(THEORY)/runs/none & none=$$!; \
+	$(THEORY_TRAIN) epochs=$(THEORY_EPOCHS) mixup=manifold model.bottleneck=$(THEORY_WIDTHS) seed=$(THEORY_SEEDS) \
+		hydra.sweep.dir=$(THEORY)/runs/manifold & manifold=$$!; \
+	wait $$none; a=$$?; wait $$manifold; b=$$?; test $$a = 0 && test $$b = 0
+	$(THEORY_TRAIN) epochs=$(THEORY_CHECK_EPOCHS) mixup=none,manifold model.bottleneck=$(THEORY_CHECK_WIDTHS) seed=0 \
+		hydra.sweep.dir=$(THEORY)/check
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/theory_study.py $(THEORY)/runs --check $(THEORY)/check --out $(THEORY)
+	rm -rf $(THEORY)/runs/*/*/checkpoints $(THEORY)/runs/*/*/tb $(THEORY)/runs/*/*/.hydra $(THEORY)/runs/*/*/.lock \
+		$(THEORY)/runs/*/multirun.yaml $(THEORY)/runs/*/.lock $(THEORY)/check/*/checkpoints $(THEORY)/check/*/tb \
+		$(THEORY)/check/*/.hydra $(THEORY)/check/*/.lock $(THEORY)/check/multirun.yaml $(THEORY)/check/.lock
 
 # Proves and measures every CUDA path on the GPU at hand (README, "Checking a GPU"); about 8 minutes,
 # writing results/gpu/<gpu-name>/. On a CPU it runs the parts a CPU can run. Uses .venv when there is
