@@ -26,7 +26,9 @@ def test_compiled_step_follows_the_eager_loss_curve(tmp_path):
     compiled = run_mmx(["train", *DETERMINISTIC, "trainer.compile=true", "hydra.run.dir=compiled"], tmp_path)
     assert eager.returncode == 0 and compiled.returncode == 0, eager.stderr + compiled.stderr
     a, b = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
-    assert a[0] == pytest.approx(b[0], rel=1e-4)  # same first epoch up to kernel rounding
+    # Same first epoch up to kernel rounding, which 14 steps amplify: about 1e-4 with two threads, 1e-3 with
+    # one (inductor's C++ reduces in another order); a wrong step (lr, mixing, loss) is off by far more.
+    assert a[0] == pytest.approx(b[0], rel=3e-3)
     assert a[1] == pytest.approx(b[1], rel=2e-2) and b[1] < b[0]
     summary = json.loads((tmp_path / "compiled" / "summary.json").read_text())
     assert summary["compile"] is True and summary["cuda_graphs"] is False and summary["final"]["acc"] > 20
@@ -118,4 +120,5 @@ def test_a_run_with_the_fused_tensor_lr_sgd_logs_and_schedules_its_lr(tmp_path):
     assert fused.returncode == 0 and plain.returncode == 0, fused.stderr + plain.stderr
     with open(tmp_path / "fused" / "metrics.csv") as f:
         assert [float(row["lr"]) for row in csv.DictReader(f)] == pytest.approx([0.05, 0.05, 0.005])
-    assert losses(tmp_path / "fused") == pytest.approx(losses(tmp_path / "plain"), rel=1e-4)
+    # fused and foreach SGD round differently; 3 epochs amplify that to about 1e-4 (a wrong update: 1e-2)
+    assert losses(tmp_path / "fused") == pytest.approx(losses(tmp_path / "plain"), rel=1e-3)

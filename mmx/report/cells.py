@@ -103,6 +103,13 @@ def varying(all_cells: list[Cell]) -> list[str]:
     """The settings that differ between cells (their columns), after the identity ones."""
     keys = sorted({k for c in all_cells for k in c.settings})
     differ = [k for k in keys if len({json.dumps(c.settings.get(k), default=str) for c in all_cells}) > 1]
+    # A setting added since the paper (K) varies only where some cell leaves its old value, not where it
+    # is merely absent (runs without mixing have no K).
+    differ = [
+        k
+        for k in differ
+        if k not in ADDED_SETTINGS or any(c.settings.get(k, ADDED_SETTINGS[k]) != ADDED_SETTINGS[k] for c in all_cells)
+    ]
     return [k for k in differ if SHORT.get(k) not in IDENTITY]
 
 
