@@ -15,6 +15,8 @@ MISTAKES = [
     ("mixup.alpha=abc", ["mixup.alpha=abc is not allowed", "a number"]),
     ("mixup=none mixup.alpha=abc", ["mixup.alpha=abc is not allowed", "a number"]),
     ("mixup.alpha=0", ["mixup.alpha must be > 0", "mixup=manifold"]),
+    ("mixup.points_per_step=0", ["mixup.points_per_step=0 is not allowed: it must be at least 1"]),
+    ("mixup.points_per_step=4", ["mixup.points_per_step=4 must be between 1 and the 3 point(s)"]),
     ("mixup=input mixup.alpha=-1", ["mixup.alpha must be > 0", "mixup=input"]),
     ("mixup.points='[1,1]'", ["mixup.points='[1,1]' is not allowed", "a list"]),
     ("mixup.points=[1,1]", ["mixup.points=[1, 1] repeats a point"]),
