@@ -64,8 +64,24 @@ def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) ->
     return images.to(run.device).float() / 255
 
 
+def check_excess(cfg: DictConfig, num_points: int, model: str) -> None:
+    """The excess-loss settings, before any part runs."""
+    for point in cfg.excess.points:
+        if not 0 <= point < num_points:
+            raise UserError(
+                f"excess.points holds {point}, which is not a mixing point of {model} (0..{num_points - 1}); "
+                f"pick points from that range"
+            )
+    if cfg.excess.points and not (cfg.excess.alpha > 0 and cfg.excess.draws >= 1):
+        raise UserError(
+            f"excess.alpha must be > 0 and excess.draws at least 1 (got {cfg.excess.alpha} and "
+            f"{cfg.excess.draws}); the mixtures are lam ~ Beta(alpha, alpha), drawn that many times per image"
+        )
+
+
 def evaluate_run(cfg: DictConfig) -> dict:
     run = trained_run.load(cfg.run, cfg.checkpoint, cfg.device)
+    check_excess(cfg, run.network.num_points, run.cfg.model.name)
 
     def seed_of(part: str) -> int:
         """A seed of its own for each part, so that its draws do not depend on which other parts ran."""
@@ -141,11 +157,6 @@ def evaluate_run(cfg: DictConfig) -> dict:
             "test": (pixels, labels),
         }
         for point in cfg.excess.points:
-            if not 0 <= point < run.network.num_points:
-                raise UserError(
-                    f"excess.points holds {point}, which is not a mixing point of {run.cfg.model.name} "
-                    f"(0..{run.network.num_points - 1}); pick points from that range"
-                )
             progress.set_postfix_str(f"excess loss at point {point}")
             result["excess"]["points"][str(point)] = {
                 split: excess.excess_mixup_loss(

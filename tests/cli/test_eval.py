@@ -172,6 +172,7 @@ EVAL_MISTAKES = [
     ("ood.set=mnist", "ood.set=mnist is neither"),
     ("fgsm.eps=1", "mmx eval --help"),
     ("excess.points=[4]", "excess.points holds 4, which is not a mixing point of preactresnet18 (0..3)"),
+    ("excess.points=[1] excess.alpha=0", "excess.alpha must be > 0 and excess.draws at least 1"),
 ]
 
 
@@ -181,7 +182,7 @@ def test_mistakes_are_one_sentence_errors(evaluated, tmp_path):
     assert_one_sentence_error(run_mmx(["eval"], tmp_path), "no run given; pass run=RUN_DIR")
     assert_one_sentence_error(mmx_in_process(["eval", f"run={tmp_path}"], tmp_path), "is not an mmx run directory")
     for argument, fragment in EVAL_MISTAKES:
-        assert_one_sentence_error(mmx_in_process(["eval", f"run={run}", argument], tmp_path), fragment)
+        assert_one_sentence_error(mmx_in_process(["eval", f"run={run}", *argument.split()], tmp_path), fragment)
     help_text = mmx_in_process(["eval", "--help"], tmp_path)
     assert help_text.returncode == 0 and "epsilons" in help_text.stdout and "excess" in help_text.stdout
 
