@@ -137,17 +137,18 @@ class Mixer:
     def draw(self, batch_size: int) -> MixDraw | None:
         if not self.active:
             return None
-        if self.points_per_step == 1:  # the paper's draw; kept as it was so that K = 1 runs repeat exactly
-            chosen = [int(torch.randint(len(self.points), (1,), generator=self.point_generator))]
-        else:
-            chosen = torch.randperm(len(self.points), generator=self.point_generator)[: self.points_per_step].tolist()
+        if self.points_per_step == 1:  # the paper's draw, as it always was (views, no copies, every step)
+            index = int(torch.randint(len(self.points), (1,), generator=self.point_generator))
+            return MixDraw.one(self.points[index], *self._lam_and_perm(batch_size))
+        chosen = torch.randperm(len(self.points), generator=self.point_generator)[: self.points_per_step].tolist()
         points = tuple(sorted(self.points[i] for i in chosen))
-        lams, perms = [], []
-        for _ in points:
-            # lam ~ Beta(a, a) as the first coordinate of a Dirichlet(a, a) draw.
-            lams.append(torch._sample_dirichlet(self.concentration, generator=self.device_generator)[0])
-            perms.append(torch.randperm(batch_size, device=self.device, generator=self.device_generator))
+        lams, perms = zip(*(self._lam_and_perm(batch_size) for _ in points))
         return MixDraw(points, torch.stack(lams), torch.stack(perms))
+
+    def _lam_and_perm(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # lam ~ Beta(a, a) as the first coordinate of a Dirichlet(a, a) draw.
+        lam = torch._sample_dirichlet(self.concentration, generator=self.device_generator)[0]
+        return lam, torch.randperm(batch_size, device=self.device, generator=self.device_generator)
 
     def state_dict(self) -> dict:
         return {"point": self.point_generator.get_state(), "device": self.device_generator.get_state()}
