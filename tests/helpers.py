@@ -26,6 +26,30 @@ def run_mmx(args: list[str], cwd: Path, env: dict | None = None, timeout: float 
     return subprocess.run([MMX, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+CHECKSUMMED_MMX = """
+import sys, pytest
+sys.path.insert(0, {tests!r})
+from fake_datasets import use_checksums
+from pathlib import Path
+from mmx.cli import main
+with pytest.MonkeyPatch.context() as patch:
+    use_checksums(patch, Path({root!r}), {variant!r})
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_mmx_on_generated(
+    args: list[str], cwd: Path, root: Path, variant: str, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``mmx`` in a subprocess that first registers the generated ``variant`` files' MD5s under ``root`` where
+    torchvision keeps the release's, so its integrity checks run on them unchanged."""
+    script = CHECKSUMMED_MMX.format(tests=str(TESTS), root=str(root), variant=variant)
+    env = {**os.environ, "MMX_DATA": str(root)}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
 def mmx_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``mmx.cli.main`` in this process (a second per call instead of a subprocess's ten), same exit code and stderr."""
     from mmx.cli import main

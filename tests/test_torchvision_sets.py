@@ -1,9 +1,6 @@
 """CIFAR-10/100 and SVHN loaders on generated files in torchvision's formats, and their errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +9,7 @@ from mmx.data.torchvision_sets import load_cifar, load_svhn
 from mmx.errors import UserError
 
 from fake_datasets import use_checksums, write_cifar, write_svhn
-from helpers import TESTS, TINY, assert_one_sentence_error, run_mmx
+from helpers import TINY, assert_one_sentence_error, run_mmx, run_mmx_on_generated
 
 
 @pytest.mark.parametrize("variant", ["cifar10", "cifar100"])
@@ -64,25 +61,12 @@ def test_missing_data_names_path_files_and_remedy(tmp_path, dataset, path, files
     assert not list(tmp_path.glob("runs/*/*/checkpoints"))
 
 
-TRAIN_ON_GENERATED = """
-import sys, pytest
-sys.path.insert(0, {tests!r})
-from fake_datasets import use_checksums
-from pathlib import Path
-from mmx.cli import main
-with pytest.MonkeyPatch.context() as patch:
-    use_checksums(patch, Path({root!r}), {variant!r})
-    sys.exit(main(sys.argv[1:]))
-"""
-
-
 @pytest.mark.parametrize("variant, writer", [("cifar10", write_cifar), ("svhn", write_svhn)])
 @pytest.mark.slow
 def test_mmx_train_runs_on_generated_files(tmp_path, variant, writer):
     """The CLI, in a subprocess, on generated files whose checksums the subprocess registers."""
     root = tmp_path / "data"
     writer(root) if variant == "svhn" else writer(root, variant)
-    script = TRAIN_ON_GENERATED.format(tests=str(TESTS), root=str(root), variant=variant)
     args = [
         "train",
         *TINY,
@@ -93,14 +77,7 @@ def test_mmx_train_runs_on_generated_files(tmp_path, variant, writer):
         "batch_size=20",
         "hydra.run.dir=run",
     ]
-    result = subprocess.run(
-        [sys.executable, "-c", script, *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MMX_DATA": str(root)},
-        timeout=300,
-    )
+    result = run_mmx_on_generated(args, tmp_path, root, variant)
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["dataset"] == variant and summary["finished"]

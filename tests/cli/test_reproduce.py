@@ -1,17 +1,14 @@
 """Every paper recipe runs in smoke mode on generated data, and mmx reproduce runs whole tables."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from mmx.config import compose_train, group_options
 
 from fake_datasets import use_checksums
-from helpers import TESTS, assert_one_sentence_error, run_mmx
+from helpers import assert_one_sentence_error, run_mmx, run_mmx_on_generated
 
 pytestmark = pytest.mark.slow  # trains or builds through the command line
 
@@ -59,21 +56,7 @@ def test_reproduce_rejects_an_unknown_table(tmp_path):
     )
 
 
-REPRODUCE = """
-import sys
-sys.path.insert(0, {tests!r})
-import pytest
-from pathlib import Path
-from fake_datasets import use_checksums
-from mmx.cli import main
-with pytest.MonkeyPatch.context() as patch:
-    use_checksums(patch, Path({root!r}), "svhn")
-    sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_reproduce_runs_a_whole_table_as_one_multirun(paper_data, tmp_path):
-    script = REPRODUCE.format(tests=str(TESTS), root=str(paper_data))
     args = [
         "reproduce",
         "table2",
@@ -86,14 +69,7 @@ def test_reproduce_runs_a_whole_table_as_one_multirun(paper_data, tmp_path):
         "hydra.sweep.dir=sweep",
     ]
     # model=preactresnet18 keeps the test quick: it replaces each cell's model, as any override would
-    result = subprocess.run(
-        [sys.executable, "-c", script, *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MMX_DATA": str(paper_data)},
-        timeout=600,
-    )
+    result = run_mmx_on_generated(args, tmp_path, paper_data, "svhn", timeout=600)
     assert result.returncode == 0, result.stderr
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/summary.json")]
     assert len(summaries) == 9 * 2
