@@ -49,6 +49,7 @@ class DatasetSchema:
     num_classes: int = rule(min=2)
     train_images: int = rule(min=1)  # the release's training set (cost estimates)
     labels_per_class: Optional[int] = rule(None, min=1, why="it is the number of training images kept per class")
+    classes: Optional[List[int]] = rule(None, min=0, why="they are class labels")
     crop_padding: Optional[int] = rule(0, min=0)
     flip: Optional[bool] = None
     mean: List[float] = MISSING
@@ -154,6 +155,7 @@ class TrainerSchema:
     eval_batch_size: int = rule(1000, min=1)
     max_steps_per_epoch: Optional[int] = rule(None, min=1)
     max_eval_batches: Optional[int] = rule(None, min=1)
+    eval_every: int = rule(1, min=1, why="the test set is scored, and a checkpoint written, every that many epochs")
     steps_until_captured: bool = False
     finite_check_every: int = rule(50, min=1)
     progress: Any = rule("auto", choices=("auto", True, False))
@@ -219,8 +221,28 @@ def milestones(epochs: int, fractions) -> list[int]:
     return sorted(at)
 
 
+def epochs_for_steps(steps: int, batch_size: int, labels_per_class, num_classes: int) -> int:
+    """The epochs that make at least ``steps`` training steps on a class-balanced set of ``labels_per_class``
+    images of each class (an epoch is the set's full batches), so that a sweep over the set's size trains each
+    size for the same number of steps (experiment=lowlabel/digits)."""
+    if labels_per_class is None:
+        raise UserError(
+            "this experiment sets its length from dataset.labels_per_class, which is null; set "
+            "dataset.labels_per_class=N (or epochs=N)"
+        )
+    per_epoch = max(labels_per_class * num_classes // batch_size, 1)
+    return -(-steps // per_epoch)
+
+
+def every_nth(epochs: int, records: int) -> int:
+    """``trainer.eval_every`` for about ``records`` scored epochs in a run of ``epochs``."""
+    return max(epochs // records, 1)
+
+
 register_schemas()
 OmegaConf.register_new_resolver("mmx_milestones", milestones, replace=True)
+OmegaConf.register_new_resolver("mmx_epochs_for_steps", epochs_for_steps, replace=True)
+OmegaConf.register_new_resolver("mmx_every_nth", every_nth, replace=True)
 
 
 # --- composing -----------------------------------------------------------------------------------
@@ -373,6 +395,15 @@ def check_config(cfg: DictConfig) -> None:
     from mmx.mixing import Mixer
 
     Mixer.check(cfg.mixup.name, cfg.mixup.alpha, cfg.mixup.points, points_per_step=cfg.mixup.points_per_step)
+    classes = cfg.dataset.get("classes")
+    if classes is not None and (
+        len(classes) < 2 or len(set(classes)) < len(classes) or max(classes) >= cfg.dataset.num_classes
+    ):
+        raise UserError(
+            f"dataset.classes={list(classes)} must be at least 2 distinct labels of {cfg.dataset.name}'s "
+            f"{cfg.dataset.num_classes} classes (0 to {cfg.dataset.num_classes - 1}); list the classes to keep, "
+            f"or null for all"
+        )
     if not DEVICE.match(str(cfg.trainer.device)):
         raise UserError(
             f"trainer.device={cfg.trainer.device} is not a device; use auto, cpu, cuda, cuda:N or cuda:free"
@@ -434,7 +465,7 @@ def _show(value) -> str:
 
 # Settings added after runs had been made, with the value that does what those runs did: a run whose config
 # lacks one of them ran with that value (its cell, its resume).
-ADDED_SETTINGS = {"mixup.points_per_step": 1}
+ADDED_SETTINGS = {"mixup.points_per_step": 1, "trainer.eval_every": 1, "dataset.classes": None}
 
 # Settings that cannot change a run's numbers (beyond float rounding of equivalent computations).
 NOT_RESULTS = (

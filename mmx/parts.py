@@ -113,8 +113,11 @@ def configure_backends(trainer: DictConfig, device: torch.device) -> None:
 
 
 def load_data(dataset: DictConfig) -> Splits:
-    """The dataset's splits as its loader returns them (on the CPU), cut to ``labels_per_class`` if set."""
+    """The dataset's splits as its loader returns them (on the CPU), cut to ``classes`` and then to
+    ``labels_per_class`` if set."""
     data = instantiate(dataset.source)
+    if dataset.get("classes") is not None:
+        data = data.with_classes(list(dataset.classes))
     if dataset.labels_per_class is not None:
         data = data.with_labels_per_class(dataset.labels_per_class)
     return data

@@ -4,7 +4,8 @@
       config.yaml           the resolved config; written first, it marks the folder as a run
       summary.json          what was trained, with which code, and how it ended
       metrics.csv, tb/      one row per epoch (EPOCH_METRICS), as CSV and TensorBoard events
-      checkpoints/last.pt   every epoch; best.pt at each new lowest test error
+                            (per trainer.eval_every epochs: the training columns cover them all)
+      checkpoints/last.pt   every recorded epoch; best.pt at each new lowest test error
       eval.json             mmx eval (and reliability.png); spectrum.json: mmx spectrum
       train.log, .hydra/    the console log, and Hydra's record of the invocation
       .lock                 held by the process that trains in the folder

@@ -73,22 +73,32 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
         desc="training",
         disable=not progress,
     )
+    every = cfg.trainer.eval_every
+    saved = start_epoch  # the epoch of the newest checkpoint
+    block = []  # the training statistics of the epochs since the last recorded one
     try:
         # logging_redirect_tqdm: log lines print above the progress bars, not through them
         with logging_redirect_tqdm(), contextlib.closing(metrics_log) if metrics_log else contextlib.nullcontext():
             for epoch in epochs:
                 started = time.perf_counter()
                 lr = trainer.lr
-                train = trainer.train_epoch(epoch, progress)
+                block.append({**trainer.train_epoch(epoch, progress), "seconds": time.perf_counter() - started})
+                if epoch % every and epoch != cfg.epochs:
+                    continue  # trainer.eval_every: scored, recorded and checkpointed every N epochs and at the end
+                train, epochs_in_block = merge_epochs(block), len(block)
                 test = trainer.evaluate()
                 check_test_metrics(test, epoch)
-                record.epoch(epoch, test, time.perf_counter() - started)
+                seconds = train["seconds"] + time.perf_counter() - started - block[-1]["seconds"]
+                block = []
+                record.epoch(epoch, test, seconds)
                 state = {**trainer.state_dict(), **record.progress(epoch)}  # a collective: every process takes part
                 if not main:
+                    saved = epoch
                     continue
-                row = epoch_row(epoch, lr, train, test, time.perf_counter() - started)
+                row = epoch_row(epoch, lr, train, test, seconds / epochs_in_block)
                 metrics_log.append(row, best=record.best)
                 run.save_checkpoint(state, "last")
+                saved = epoch
                 if record.improved:
                     run.save_checkpoint(state, "best")
                 run.write_summary(record.summary(epoch))
@@ -109,12 +119,12 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
                 )
     except Diverged as error:
         kept = (
-            f"the last good checkpoint is {run.checkpoint_path('last')} (epoch {error.epoch - 1})"
-            if error.epoch > 1
+            f"the last good checkpoint is {run.checkpoint_path('last')} (epoch {saved})"
+            if saved
             else "no checkpoint was written before it"
         )
         if main:
-            run.write_summary(record.summary(error.epoch - 1, stopped=str(error)))
+            run.write_summary(record.summary(saved, stopped=str(error)))
         raise UserError(f"{error}; {kept}; lower optim.lr or try loss/precision settings that keep it finite") from None
     summary = record.summary(cfg.epochs)
     if ranks.active:
@@ -185,6 +195,25 @@ class Record:
             "torch": torch.__version__,
             "code": self.code,
         }
+
+
+def merge_epochs(epochs: list[dict]) -> dict:
+    """The training statistics of consecutive epochs as one row's (``trainer.eval_every``): the loss over all
+    their steps, the accuracy over all their images, their summed time."""
+    if len(epochs) == 1:
+        return epochs[0]
+    steps = [loss for epoch in epochs for loss in epoch["step_losses"]]
+    images = sum(epoch["images"] for epoch in epochs)
+    train_seconds = sum(epoch["train_seconds"] for epoch in epochs)
+    return {
+        "train_loss": sum(steps) / len(steps),
+        "train_acc": sum(epoch["train_acc"] * epoch["images"] for epoch in epochs) / images,
+        "train_seconds": train_seconds,
+        "train_images_per_second": images / train_seconds,
+        "images": images,
+        "step_losses": steps,
+        "seconds": sum(epoch["seconds"] for epoch in epochs),
+    }
 
 
 def model_args(cfg: DictConfig, trainer: Trainer) -> dict:

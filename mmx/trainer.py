@@ -177,6 +177,7 @@ class Trainer:
             "train_acc": float(correct) / images * 100,
             "train_seconds": seconds,
             "train_images_per_second": images / seconds,
+            "images": images,
             "step_losses": losses.tolist(),
         }
 

@@ -107,6 +107,20 @@ def test_labels_per_class_caps_each_class_and_keeps_the_smaller_ones_whole(caplo
             data.with_labels_per_class(bad)
 
 
+def test_a_class_subset_keeps_those_classes_in_both_splits_relabelled_in_the_order_given():
+    data = load_digits()
+    subset = data.with_classes([7, 3, 0])
+    assert subset.num_classes == 3
+    for images, labels, old_images, old_labels in (
+        (subset.train_images, subset.train_labels, data.train_images, data.train_labels),
+        (subset.test_images, subset.test_labels, data.test_images, data.test_labels),
+    ):
+        for new, old in enumerate([7, 3, 0]):
+            assert torch.equal(images[labels == new], old_images[old_labels == old])  # same images, same order
+        assert len(labels) == sum(int((old_labels == c).sum()) for c in (7, 3, 0))
+    assert torch.bincount(subset.with_labels_per_class(5).train_labels).tolist() == [5, 5, 5]
+
+
 def test_crop_and_flip_follow_torchvisions_distribution():
     """Same outcome frequencies as RandomCrop(size, padding) + RandomHorizontalFlip (chi-square test)."""
     from collections import Counter

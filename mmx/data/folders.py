@@ -80,6 +80,12 @@ class FolderSplits:
         subset = Subset(self.train_set, balanced_subset(targets, self.num_classes, count, seed).tolist())
         return dataclasses.replace(self, train_set=subset)
 
+    def with_classes(self, classes: list[int]) -> "FolderSplits":
+        raise UserError(
+            "dataset.classes keeps a subset of the classes of in-memory datasets, not of image folders; "
+            "make a folder that holds only the classes you want, or drop dataset.classes"
+        )
+
     def to(self, device: torch.device) -> "FolderSplits":
         return dataclasses.replace(self, device=device)
 

@@ -59,6 +59,13 @@ class ImageSplits:
             self.train_images[index], self.train_labels[index], self.test_images, self.test_labels, self.num_classes
         )
 
+    def with_classes(self, classes: list[int]) -> "ImageSplits":
+        """Only the images of ``classes``, in both splits, relabelled 0..len(classes)-1 in the order given
+        (a d-class subset of a dataset; see :func:`class_subset`)."""
+        train, train_labels = class_subset(self.train_labels, classes)
+        test, test_labels = class_subset(self.test_labels, classes)
+        return ImageSplits(self.train_images[train], train_labels, self.test_images[test], test_labels, len(classes))
+
     def train_batches(
         self,
         batch_size: int,
@@ -128,6 +135,19 @@ def balanced_subset(labels: torch.Tensor, num_classes: int, count: int, seed: in
         f"; classes with fewer keep all of theirs: {', '.join(short)}" if short else "",
     )
     return index
+
+
+def class_subset(labels: torch.Tensor, classes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The indices of the examples whose label is in ``classes`` (in their order in the split), and their labels
+    renumbered by position in ``classes`` (``classes=[3, 7]``: 3 becomes 0 and 7 becomes 1)."""
+    labels = torch.as_tensor(labels)
+    renumber = torch.full((int(labels.max()) + 1 if len(labels) else 1,), -1, dtype=torch.long)
+    for new, old in enumerate(classes):
+        if old < len(renumber):
+            renumber[old] = new
+    new_labels = renumber[labels]
+    index = (new_labels >= 0).nonzero().flatten()
+    return index, new_labels[index]
 
 
 def from_hwc_numpy(array) -> torch.Tensor:

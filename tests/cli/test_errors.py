@@ -46,6 +46,11 @@ MISTAKES = [
     ("trainer.cuda_graphs=true", ["trainer.cuda_graphs=true needs a CUDA device"]),
     ("dataset.labels_per_class=-1", ["dataset.labels_per_class=-1 is not allowed: it must be at least 1"]),
     ("dataset.labels_per_class=0", ["dataset.labels_per_class=0 is not allowed: it must be at least 1"]),
+    ("dataset.classes=[3]", ["dataset.classes=[3] must be at least 2 distinct labels of digits's 10 classes"]),
+    ("dataset.classes=[3,3]", ["dataset.classes=[3, 3] must be at least 2 distinct labels"]),
+    ("dataset.classes=[3,10]", ["dataset.classes=[3, 10] must be at least 2 distinct labels", "(0 to 9)"]),
+    ("dataset.classes=[-1,2]", ["dataset.classes=[-1, 2] is not allowed: it must be at least 0"]),
+    ("trainer.eval_every=0", ["trainer.eval_every=0 is not allowed: it must be at least 1"]),
     ("schedule.milestones=[20,10]", ["schedule.milestones=[20, 10]", "strictly increasing"]),
     ("schedule.milestones=[10,30]", ["schedule.milestones=[10, 30]", "between 1 and 29"]),
     ("scheduler=cosine", ["scheduler is neither a config group nor a key", "did you mean schedule"]),
@@ -141,3 +146,27 @@ def test_a_nan_gradient_in_the_last_step_of_an_epoch_never_reaches_a_checkpoint(
         state = torch.load(tmp_path / "run" / "checkpoints" / f"{name}.pt", weights_only=True)
         assert state["epoch"] == 1
         assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_with_eval_every_a_divergence_names_the_checkpoint_that_exists(tmp_path):
+    """trainer.eval_every=3 checkpoints at epoch 3; a NaN update in epoch 5 (backward pass 70 of 14 per epoch)
+    names epoch 3's checkpoint as the last good one, not epoch 4, which was never saved."""
+    result = run_mmx(
+        [
+            "train",
+            *TINY,
+            "epochs=6",
+            "schedule.milestones=[]",
+            "mixup=none",
+            "trainer.eval_every=3",
+            "hydra.run.dir=run",
+            "model._target_=crash_models.NaNGradientPreActResNet",
+            "+model.nan_at_backward=70",
+        ],
+        tmp_path,
+        env={"PYTHONPATH": str(TESTS)},
+    )
+    assert_one_sentence_error(result, "the weights became non-finite in epoch 5", "(epoch 3)")
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs_done"] == 3

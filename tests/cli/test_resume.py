@@ -35,24 +35,22 @@ def epochs_logged(run):
         return []
 
 
-@pytest.mark.parametrize("args", [ARGS, GRU_TWO_POINTS], ids=["preactresnet", "gru_two_points"])
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, args):
-    assert run_mmx([*args, "hydra.run.dir=full"], tmp_path).returncode == 0
-
-    env = {**os.environ, "MMX_DATA": str(tmp_path / "data")}
-    victim = subprocess.Popen(
-        [MMX, *args, "hydra.run.dir=killed"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def kill_when(args: list[str], cwd, ready) -> None:
+    """Train ``args`` in a subprocess and SIGKILL it as soon as ``ready()`` holds (or after two minutes)."""
+    env = {**os.environ, "MMX_DATA": str(cwd / "data")}
+    victim = subprocess.Popen([MMX, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while len(epochs_logged(tmp_path / "killed")) < 2 and time.time() < deadline and victim.poll() is None:
+    while not ready() and time.time() < deadline and victim.poll() is None:
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert victim.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("args", [ARGS, GRU_TWO_POINTS], ids=["preactresnet", "gru_two_points"])
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, args):
+    assert run_mmx([*args, "hydra.run.dir=full"], tmp_path).returncode == 0
+    kill_when([*args, "hydra.run.dir=killed"], tmp_path, lambda: len(epochs_logged(tmp_path / "killed")) >= 2)
     done_before_kill = epochs_logged(tmp_path / "killed")
     assert 2 <= len(done_before_kill) < 6, "the kill must land mid-run"
 
@@ -82,3 +80,41 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, digits_run):
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stdout + result.stderr
     assert (tmp_path / "run" / "metrics.csv").read_text() == before
+
+
+EVERY_THIRD = [*ARGS[:-2], "epochs=8", "schedule.milestones=[4,7]", "trainer.eval_every=3"]
+
+
+def rows(run):
+    with open(run / "metrics.csv", newline="") as handle:
+        return {int(row["epoch"]): row for row in csv.DictReader(handle)}
+
+
+def test_eval_every_scores_the_epochs_a_run_scoring_all_would_and_resumes_exactly(tmp_path):
+    """trainer.eval_every=3 over 8 epochs records epochs 3, 6 and 8 (the last), each as the run that scores every
+    epoch scores it (evaluation draws no random numbers); its training loss is the mean over the block's epochs,
+    and a kill between records resumes from the last one to the same end."""
+    assert run_mmx([*EVERY_THIRD, "trainer.eval_every=1", "hydra.run.dir=all"], tmp_path).returncode == 0
+    assert run_mmx([*EVERY_THIRD, "hydra.run.dir=full"], tmp_path).returncode == 0
+    every, third = rows(tmp_path / "all"), rows(tmp_path / "full")
+    assert list(third) == [3, 6, 8]
+    for epoch, block in ((3, [1, 2, 3]), (6, [4, 5, 6]), (8, [7, 8])):
+        for column in ("lr", "test_acc", "test_nll", "test_ece", "test_top5"):
+            assert third[epoch][column] == every[epoch][column], (epoch, column)
+        mean = sum(float(every[e]["train_loss"]) for e in block) / len(block)  # equal steps per epoch
+        assert abs(float(third[epoch]["train_loss"]) - mean) < 1e-6
+    summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert summary["final"] == json.loads((tmp_path / "all" / "summary.json").read_text())["final"]
+    assert summary["best"]["epoch"] in (3, 6, 8)
+
+    checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"
+    kill_when([*EVERY_THIRD, "hydra.run.dir=killed"], tmp_path, checkpoint.exists)
+    assert epochs_logged(tmp_path / "killed") == [3], "the kill must land between the first and second record"
+    resumed = run_mmx(["train", "resume=killed"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "from epoch 3" in resumed.stderr + resumed.stdout
+    killed = rows(tmp_path / "killed")
+    assert list(killed) == [3, 6, 8]
+    for epoch in killed:
+        for column in ("lr", "train_loss", "train_acc", "test_acc", "test_nll"):
+            assert killed[epoch][column] == third[epoch][column], (epoch, column)
