@@ -48,23 +48,37 @@ def tables_main(argv: list[str]) -> int:
 def plot_main(argv: list[str]) -> int:
     from mmx.report.plots import write_plots
 
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--against",
+            action="append",
+            default=[],
+            metavar="KEY",
+            help="also plot the final test error and NLL against this swept setting (e.g. "
+            "dataset.labels_per_class, K, mixup.points), one line per combination of the others; repeatable",
+        )
+
     return _command(
         argv,
         "mmx plot",
-        "Figures of runs: test error and NLL per epoch (mean ± std over seeds) and error against alpha, as PNG.",
+        "Figures of runs: test error and NLL per epoch (median and range over seeds), error against alpha, "
+        "and, with --against, final error and NLL against any swept setting, as PNG.",
         "results/figures",
-        write_plots,
+        lambda runs, out, args: write_plots(runs, out, args.against),
+        options,
     )
 
 
-def _command(argv: list[str], prog: str, description: str, default_out: str, write) -> int:
+def _command(argv: list[str], prog: str, description: str, default_out: str, write, options=None) -> int:
     """Parse ``RUN_DIRS... --out OUT``, collect the runs, write, and show what was written."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--out", default=default_out, help=f"where to write (default: {default_out})")
+    if options:
+        options(parser)
     args, runs = _runs(parser, argv)
     check_writable(Path(args.out), "--out")
-    for path in write(runs, Path(args.out)):
+    for path in write(runs, Path(args.out), args) if options else write(runs, Path(args.out)):
         print(f"== {path}\n{path.read_text()}" if path.suffix == ".md" else f"wrote {path}")
     return 0

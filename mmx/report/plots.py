@@ -1,5 +1,6 @@
 """Figures: test error and NLL against epoch per cell (median over seeds, band from the lowest to the
-highest seed), and final/best test error against alpha.
+highest seed), final/best test error against alpha, and final error and NLL against any swept setting
+(``--against KEY``).
 
 The axes are logarithmic, so the band is the range over seeds, which a log axis shows as it is; a
 mean minus one standard deviation would fall below zero and drag the band off the plot.
@@ -11,13 +12,14 @@ import logging
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mmx.errors import UserError  # noqa: E402
-from mmx.report.cells import Cell, cell_key, cells, column_name, varying  # noqa: E402
+from mmx.report.cells import Cell, cell_key, cells, column_name, show, varying  # noqa: E402
 from mmx.report.runs import read_curves  # noqa: E402
 
 log = logging.getLogger("mmx")
@@ -115,8 +117,113 @@ def alpha_figure(runs: pd.DataFrame, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_plots(runs: pd.DataFrame, out: Path) -> list[Path]:
-    """Per table and (dataset, model): a curves figure, and an alpha figure where alpha varies."""
+AGAINST_PANELS = [("final_error", "final test error (%)"), ("final_nll", "final test NLL (nats)")]
+
+
+def setting_key(name: str, all_cells: list[Cell]) -> str:
+    """The dotted key a user named, by its key or its short column name (``K``, ``alpha``, ``regime``)."""
+    keys = sorted({k for c in all_cells for k in c.settings})
+    by_short = {column_name(k): k for k in keys}
+    if name in keys:
+        return name
+    if name in by_short:
+        return by_short[name]
+    shown = ", ".join(column_name(k) for k in varying(all_cells)) or "none"
+    raise UserError(f"--against {name} is not a setting of these runs; settings that vary between them: {shown}")
+
+
+def against_points(runs: pd.DataFrame, name: str) -> tuple[pd.DataFrame, str, list[str]]:
+    """The numbers of an ``--against`` figure: one row per (line, value of the setting), with the distinct seeds
+    and mean ± std over them of the final test error and NLL.
+
+    A line is one combination of the other settings that vary. Settings that take one value for each value
+    of the swept one (e.g. ``epochs`` scaled to ``dataset.labels_per_class``) go with it: they are named on
+    the axis, not split into lines of one point each. Returns the rows, the key, and those followers.
+    """
+    all_cells = cells(runs[runs["finished"]])
+    if not all_cells:
+        raise UserError("no finished runs to plot against a setting; wait for the runs to finish")
+    key = setting_key(name, all_cells)
+    others = [k for k in varying(all_cells) if k != key]
+
+    def value(cell: Cell, k: str) -> str:
+        return show(cell.settings.get(k))
+
+    by_value: dict[str, set] = {}
+    for k in others:
+        for cell in all_cells:
+            by_value.setdefault(k, set()).add((value(cell, key), value(cell, k)))
+    values = {value(c, key) for c in all_cells}
+    followers = [k for k in others if len(by_value[k]) == len(values) > 1 and len({v for _, v in by_value[k]}) > 1]
+    line_keys = [k for k in others if k not in followers]
+    rows = []
+    for cell in all_cells:
+        rest = {k: v for k, v in cell.settings.items() if k != key and k not in followers}
+        row = {
+            "line": label(cell, line_keys),
+            "line_key": cell_key(rest),
+            column_name(key): cell.settings.get(key),
+            **{column_name(k): cell.settings.get(k) for k in followers},
+            "seeds": cell.runs["seed"].nunique(),
+        }
+        for column, _ in AGAINST_PANELS:
+            row[f"{column}_mean"] = cell.runs[column].mean()
+            row[f"{column}_std"] = cell.runs[column].std(ddof=1) if len(cell.runs) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows), key, followers
+
+
+def _numeric(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def against_figure(runs: pd.DataFrame, name: str, title: str, path: Path) -> Path:
+    """Final test error and NLL against one setting, a line per combination of the others, error bars = std over
+    distinct seeds; the plotted numbers are written beside the figure as CSV (same name, .csv)."""
+    points, key, followers = against_points(runs, name)
+    x = column_name(key)
+    numeric = _numeric(points[x].tolist())
+    categories = sorted({show(v) for v in points[x]}, key=lambda v: (len(v), v)) if not numeric else []
+    fig, axes = plt.subplots(1, len(AGAINST_PANELS), figsize=(12, 4.5), constrained_layout=True)
+    for _, line in points.groupby("line_key", sort=False):
+        line = line.sort_values(x) if numeric else line
+        position = line[x] if numeric else [categories.index(show(v)) for v in line[x]]
+        low, high = line["seeds"].min(), line["seeds"].max()
+        seeds = f"{low}" if low == high else f"{low}-{high}"
+        for ax, (column, _) in zip(axes, AGAINST_PANELS):
+            ax.errorbar(
+                position,
+                line[f"{column}_mean"],
+                yerr=line[f"{column}_std"].fillna(0),
+                fmt="-o" if numeric else "o",
+                capsize=3,
+                label=f"{line['line'].iloc[0]} (mean ± std over {seeds} seeds)",
+            )
+    ordered = points.sort_values(x) if numeric else points
+    follow = ", ".join(f"{column_name(k)} " + "/".join(map(show, ordered[column_name(k)].unique())) for k in followers)
+    follow = f"; with it: {follow}" if follow else ""
+    for ax, (_, ylabel) in zip(axes, AGAINST_PANELS):
+        ax.set_xlabel(f"{x}{follow}")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        if numeric and points[x].min() > 0 and points[x].max() / points[x].min() >= 10:
+            ax.set_xscale("log")
+            ticks = sorted(points[x].unique())
+            ax.set_xticks(ticks, labels=[show(t) for t in ticks])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        if not numeric:
+            ax.set_xticks(range(len(categories)), labels=categories)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    points.drop(columns="line_key").to_csv(path.with_suffix(".csv"), index=False, float_format="%.6g")
+    return path
+
+
+def write_plots(runs: pd.DataFrame, out: Path, against: list[str] = ()) -> list[Path]:
+    """Per table and (dataset, model): a curves figure, an alpha figure where alpha varies, and a figure
+    against each setting named in ``against``."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for (table, dataset, model), group in runs.groupby(["table", "dataset", "model"], sort=True):
@@ -132,4 +239,8 @@ def write_plots(runs: pd.DataFrame, out: Path) -> list[Path]:
                 out / f"{stem}_alpha.png",
             )
             written.append(out / f"{stem}_alpha.png")
+        for name in against:
+            path = out / f"{stem}_against_{name}.png"
+            against_figure(group, name, f"{dataset}, {model}: against {name} ({table})", path)
+            written += [path, path.with_suffix(".csv")]
     return written

@@ -228,3 +228,40 @@ def test_plot_skips_a_damaged_run_naming_it(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"leaving {root / 'r1'} out of the figure" in result.stderr and "metrics.csv is damaged" in result.stderr
     assert (tmp_path / "figs" / "runs_digits_preactresnet18_curves.png").stat().st_size > 1000
+
+
+def test_plot_against_a_swept_setting_with_a_setting_that_follows_it(tmp_path):
+    """A low-label sweep: labels_per_class 5 and 10, epochs scaled with it (400 and 200), two regimes, two seeds.
+    Epochs follows the swept setting, so each regime is one line of two points, not four lines of one."""
+    root = tmp_path / "runs"
+    for labels, epochs in ((5, 400), (10, 200)):
+        for regime in ("none", "manifold"):
+            for seed in (0, 1):
+                make_run(
+                    root / f"{regime}_{labels}_{seed}",
+                    dataset="digits",
+                    regime=regime,
+                    seed=seed,
+                    epochs=epochs,
+                    done=epochs,
+                    final_error=labels + seed + (0 if regime == "none" else -2),
+                    settings={"dataset.labels_per_class": labels},
+                )
+    result = run_mmx(["plot", str(root), "--out", "figs", "--against", "dataset.labels_per_class"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    stem = tmp_path / "figs" / "runs_digits_preactresnet18_against_dataset.labels_per_class"
+    assert Path(f"{stem}.png").stat().st_size > 10_000
+    points = list(csv.DictReader(open(f"{stem}.csv")))
+    assert sorted((p["line"].split(" ")[0], p["dataset.labels_per_class"], p["epochs"]) for p in points) == [
+        ("manifold", "10", "200"),
+        ("manifold", "5", "400"),
+        ("no", "10", "200"),
+        ("no", "5", "400"),
+    ]
+    by_cell = {(p["line"].split(" ")[0], p["dataset.labels_per_class"]): p for p in points}
+    assert float(by_cell[("manifold", "5")]["final_error_mean"]) == pytest.approx(3.5)  # (3 + 4) / 2
+    assert float(by_cell[("no", "10")]["final_error_std"]) == pytest.approx(0.5**0.5)
+    assert all(p["seeds"] == "2" for p in points)
+
+    wrong = run_mmx(["plot", str(root), "--out", "figs", "--against", "labels"], tmp_path)
+    assert_one_sentence_error(wrong, "--against labels is not a setting of these runs", "dataset.labels_per_class")
