@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmx.evaluation.excess import Mixtures, excess_mixup_loss
+from mmx.evaluation.excess import Mixtures, affine_floor, excess_mixup_loss
 from mmx.models import StagedNetwork
 
 
@@ -68,3 +68,36 @@ def test_the_mixtures_depend_only_on_the_seed_and_the_count():
     assert torch.equal(a.partners, b.partners) and torch.equal(a.lams, b.lams)
     assert sorted(a.partners[1].tolist()) == list(range(50)) and ((a.lams > 0) & (a.lams < 1)).all()
     assert not torch.equal(a.lams, Mixtures.draw(50, 2.0, draws=2, seed=2).lams)
+
+
+def symmetric_simplex_floor(d: int, alpha: float) -> float:
+    """The best excess of logits M * one_hot(class), found by a 1-D search, the lam expectation by adaptive
+    quadrature against the Beta density: an independent route to the floor from width d - 1 on (by convexity and
+    symmetry, the best of all logit configurations is of this form when classes are equally frequent)."""
+    from scipy import integrate, optimize, stats
+
+    def excess(m: float) -> float:
+        def kl(lam: float) -> float:  # a pair of different classes: logits m*lam, m*(1-lam), and 0 for the rest
+            z = torch.tensor([m * lam, m * (1 - lam)] + [0.0] * (d - 2), dtype=torch.float64)
+            log_p = z.log_softmax(0)
+            return float(-(lam * log_p[0] + (1 - lam) * log_p[1]) + lam * math.log(lam) + (1 - lam) * math.log(1 - lam))
+
+        different = integrate.quad(lambda lam: kl(lam) * stats.beta.pdf(lam, alpha, alpha), 0, 1, epsabs=1e-11)[0]
+        same = math.log1p((d - 1) * math.exp(-m))  # a class mixed with itself: a one-hot target
+        return (1 - 1 / d) * different + same / d
+
+    return optimize.minimize_scalar(excess, bounds=(0.1, 60), method="bounded", options={"xatol": 1e-9}).fun
+
+
+@pytest.mark.parametrize("d", [2, 3, 5])
+def test_the_affine_floor_from_d_minus_1_dimensions_is_the_symmetric_simplex(d):
+    floor = affine_floor(torch.ones(d), d - 1, alpha=2.0)
+    assert floor == pytest.approx(symmetric_simplex_floor(d, 2.0), rel=1e-6)
+    assert affine_floor(torch.ones(d), d + 3, alpha=2.0) == pytest.approx(floor, rel=1e-9)  # extra width adds nothing
+    assert floor > 0.01  # a softmax of logits on a line never traces the straight line of the targets
+
+
+def test_the_affine_floor_falls_with_the_width_until_d_minus_1():
+    floors = [affine_floor(torch.ones(5), width, alpha=2.0) for width in (1, 2, 3, 4)]
+    assert floors[0] > floors[1] > floors[2] > floors[3] > 0
+    assert affine_floor(torch.tensor([3.0, 1.0, 1.0]), 2, 2.0) != pytest.approx(affine_floor(torch.ones(3), 2, 2.0))
