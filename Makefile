@@ -7,7 +7,8 @@ STAMP := $(VENV)/.mmx-installed
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 QUICKSTART_DIR := runs/quickstart/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: install test test-full quickstart digits-results tables figures theory-results gpu-check clean
+.PHONY: install test test-full quickstart digits-results tables figures theory-results lowlabel-results \
+	multilayer-results rnn-results studies gpu-check clean
 
 install: $(STAMP)
 
@@ -34,6 +35,20 @@ test-full: $(STAMP)
 	$(BIN)/ruff format --check mmx tests scripts configs
 	$(PYTEST)
 
+# What a committed study keeps of its runs: config.yaml, metrics.csv, summary.json, train.log (and eval.json);
+# checkpoints, event files, Hydra's machine-specific records and locks go. $(call prune_runs,FOLDER)
+define prune_runs
+find $(1) \( -name checkpoints -o -name tb -o -name .hydra \) -type d -prune -exec rm -rf {} +
+find $(1) \( -name .lock -o -name multirun.yaml \) -type f -delete
+endef
+
+# Two commands side by side, one thread each (so that each is deterministic on any machine); fails if either
+# fails. $(call side_by_side,COMMAND,COMMAND)
+define side_by_side
+$(1) & first=$$!; $(2) & second=$$!; wait $$first; a=$$?; wait $$second; b=$$?; test $$a = 0 && test $$b = 0
+endef
+STUDY_TRAIN := OMP_NUM_THREADS=1 $(BIN)/mmx train -m trainer.deterministic=true trainer.progress=false
+
 # The three regimes on the embedded digits data, one Hydra multirun, then their comparison.
 quickstart: $(STAMP)
 	$(BIN)/mmx train -m mixup=none,input,manifold trainer.progress=false hydra.sweep.dir=$(QUICKSTART_DIR)
@@ -50,8 +65,7 @@ digits-results: $(STAMP)
 	$(BIN)/mmx train -m mixup=none,input,manifold seed=0,1,2,3,4 trainer.deterministic=true \
 		trainer.progress=false hydra.sweep.dir=$(DIGITS)/runs
 	for run in $(DIGITS)/runs/*/; do $(BIN)/mmx eval run=$$run pgd.steps=10 'fgsm.epsilons=[0.01,0.03,0.1,0.2]' || exit 1; done
-	rm -rf $(DIGITS)/runs/*/checkpoints $(DIGITS)/runs/*/tb $(DIGITS)/runs/*/.hydra $(DIGITS)/runs/*/.lock \
-		$(DIGITS)/runs/multirun.yaml $(DIGITS)/runs/.lock
+	$(call prune_runs,$(DIGITS)/runs)
 	$(MAKE) tables
 
 # Tables and figures from the runs already there (results/digits, and any runs/ of your own).
@@ -71,35 +85,89 @@ figures: $(STAMP)
 	$(BIN)/mmx train -m experiment=spectrum/digits_mlp_none,spectrum/digits_mlp_input,spectrum/digits_mlp_manifold \
 		trainer.deterministic=true trainer.progress=false hydra.sweep.dir=$(SPECTRUM)/runs
 	$(BIN)/mmx spectrum $(SPECTRUM)/runs/*/ --layer 1 --out $(SPECTRUM)
-	rm -rf $(SPECTRUM)/runs/*/checkpoints $(SPECTRUM)/runs/*/tb $(SPECTRUM)/runs/*/.hydra $(SPECTRUM)/runs/*/.lock \
-		$(SPECTRUM)/runs/multirun.yaml $(SPECTRUM)/runs/.lock
+	$(call prune_runs,$(SPECTRUM)/runs)
+
+# The paper's open questions (README, "Beyond the paper: the studies"). Each study trains two sweeps side by
+# side, one thread each (deterministic on any machine), keeps its runs as results/digits does, and writes
+# runs.md/.csv/.tex (mean ± std over 5 seeds per cell) and its figures; a few minutes each on 2 cores.
+STUDY_SEEDS := 0,1,2,3,4
+
+# Small labelled sets: 5, 10, 20 and 50 digits of each class (500 steps each), no / input / manifold mixup.
+LOWLABEL := results/lowlabel
+LOWLABEL_SMALL := 5,10
+LOWLABEL_LARGE := 20,50
+LOWLABEL_ARGS :=
+LOWLABEL_TRAIN := $(STUDY_TRAIN) experiment=lowlabel/digits mixup=none,input,manifold seed=$(STUDY_SEEDS) $(LOWLABEL_ARGS)
+lowlabel-results: $(STAMP)
+	rm -rf $(LOWLABEL)/runs
+	$(call side_by_side,$(LOWLABEL_TRAIN) dataset.labels_per_class=$(LOWLABEL_SMALL) hydra.sweep.dir=$(LOWLABEL)/runs/small \
+		,$(LOWLABEL_TRAIN) dataset.labels_per_class=$(LOWLABEL_LARGE) hydra.sweep.dir=$(LOWLABEL)/runs/large)
+	$(call prune_runs,$(LOWLABEL)/runs)
+	$(BIN)/mmx tables $(LOWLABEL)/runs --out $(LOWLABEL)
+	$(BIN)/mmx plot $(LOWLABEL)/runs --out $(LOWLABEL) --against dataset.labels_per_class
+
+# Several layers, on 5 digits of each class: the paper's Table 5 eligible sets at one point per step, and
+# {0, 1, 2} at K = 2 and 3 points per step, beside no mixing.
+MULTILAYER := results/multilayer
+MULTILAYER_SETS := [0],[1],[2],[0,1],[1,2],[2,3],[1,2,3],[0,1,2],[0,1,2,3]
+MULTILAYER_K := 2,3
+MULTILAYER_ARGS :=
+MULTILAYER_TRAIN := $(STUDY_TRAIN) experiment=multilayer/digits seed=$(STUDY_SEEDS) $(MULTILAYER_ARGS)
+MULTILAYER_SWEEPS := $(MULTILAYER_TRAIN) 'mixup.points=$(MULTILAYER_SETS)' hydra.sweep.dir=$(MULTILAYER)/runs/sets
+MULTILAYER_OTHERS := $(MULTILAYER_TRAIN) 'mixup.points=[0,1,2]' mixup.points_per_step=$(MULTILAYER_K) \
+	hydra.sweep.dir=$(MULTILAYER)/runs/k && $(MULTILAYER_TRAIN) mixup=none hydra.sweep.dir=$(MULTILAYER)/runs/none
+multilayer-results: $(STAMP)
+	rm -rf $(MULTILAYER)/runs
+	$(call side_by_side,$(MULTILAYER_SWEEPS),($(MULTILAYER_OTHERS)))
+	$(call prune_runs,$(MULTILAYER)/runs)
+	$(BIN)/mmx tables $(MULTILAYER)/runs --out $(MULTILAYER)
+	$(BIN)/mmx plot $(MULTILAYER)/runs --out $(MULTILAYER) --against mixup.points
+
+# Recurrent networks: the GRU over digit rows, no / input / manifold mixup at its hidden sequences.
+RNN := results/rnn
+RNN_ARGS :=
+RNN_TRAIN := $(STUDY_TRAIN) experiment=rnn/digits_gru seed=$(STUDY_SEEDS) $(RNN_ARGS)
+RNN_PLAIN := $(RNN_TRAIN) mixup=none,input hydra.sweep.dir=$(RNN)/runs/none_input
+RNN_MANIFOLD := $(RNN_TRAIN) mixup=manifold 'mixup.points=[0,1,2],[1,2]' hydra.sweep.dir=$(RNN)/runs/manifold
+rnn-results: $(STAMP)
+	rm -rf $(RNN)/runs
+	$(call side_by_side,$(RNN_PLAIN),$(RNN_MANIFOLD))
+	$(call prune_runs,$(RNN)/runs)
+	$(BIN)/mmx tables $(RNN)/runs --out $(RNN)
+	$(BIN)/mmx plot $(RNN)/runs --out $(RNN) --against mixup.points
+
+studies: lowlabel-results multilayer-results rnn-results theory-results
 
 # results/theory: is the manifold mixup loss satisfiable exactly when the mixed layer has at least d - 1
-# units? The bottleneck MLP of experiment=theory/digits_mlp at each width, with and without manifold mixup
-# at the bottleneck, five seeds; then the same seed of three widths trained twice as long, to check that the
-# excess loss had stopped falling. The two sweeps run side by side with one thread each (deterministic on
-# any machine); about 15 minutes on 2 cores. Kept per run as for results/digits.
+# units? The bottleneck MLP of experiment=theory/digits_mlp at each width, mixed at the bottleneck only, with two
+# heads on the bottleneck: 2 hidden layers (with and without manifold mixup) and a linear classifier (the theory's
+# "implicit linear model", whose best reachable loss per width affine_floor computes); the linear head also on
+# 3- and 5-class subsets (d - 1 = 2 and 4). Five seeds; then seed 0 of three widths trained twice as long, to
+# check that the excess loss had stopped falling. Two processes side by side, one thread each.
 THEORY := results/theory
-THEORY_WIDTHS := 2,4,6,8,9,10,11,12,16,32
+THEORY_WIDTHS := 2,3,4,6,8,9,10,11,12,16,32
+THEORY_WIDTHS_3 := 1,2,3,4,6
+THEORY_WIDTHS_5 := 2,3,4,5,6,8
 THEORY_SEEDS := 0,1,2,3,4
-THEORY_CHECK_WIDTHS := 4,10,32
 THEORY_EPOCHS := 60
+THEORY_CHECK_WIDTHS := 4,9,16
 THEORY_CHECK_EPOCHS := 120
-THEORY_TRAIN := OMP_NUM_THREADS=1 $(BIN)/mmx train -m experiment=theory/digits_mlp trainer.deterministic=true \
-	trainer.progress=false
+THEORY_BASE := $(STUDY_TRAIN) experiment=theory/digits_mlp
+THEORY_TRAIN := $(THEORY_BASE) epochs=$(THEORY_EPOCHS) seed=$(THEORY_SEEDS)
+THEORY_DEEP := $(THEORY_TRAIN) model.after=2 mixup=none,manifold model.bottleneck=$(THEORY_WIDTHS) \
+	hydra.sweep.dir=$(THEORY)/runs/deep
+THEORY_LINEAR := $(THEORY_TRAIN) model.after=0 model.bottleneck=$(THEORY_WIDTHS) hydra.sweep.dir=$(THEORY)/runs/linear \
+	&& $(THEORY_TRAIN) model.after=0 'dataset.classes=[0,1,2]' model.bottleneck=$(THEORY_WIDTHS_3) \
+		hydra.sweep.dir=$(THEORY)/runs/d3 \
+	&& $(THEORY_TRAIN) model.after=0 'dataset.classes=[0,1,2,3,4]' model.bottleneck=$(THEORY_WIDTHS_5) \
+		hydra.sweep.dir=$(THEORY)/runs/d5 \
+	&& $(THEORY_BASE) epochs=$(THEORY_CHECK_EPOCHS) seed=0 model.after=0,2 model.bottleneck=$(THEORY_CHECK_WIDTHS) \
+		hydra.sweep.dir=$(THEORY)/check
 theory-results: $(STAMP)
 	rm -rf $(THEORY)/runs $(THEORY)/check
-	$(THEORY_TRAIN) epochs=$(THEORY_EPOCHS) mixup=none model.bottleneck=$(THEORY_WIDTHS) seed=$(THEORY_SEEDS) \
-		hydra.sweep.dir=$(THEORY)/runs/none & none=$$!; \
-	$(THEORY_TRAIN) epochs=$(THEORY_EPOCHS) mixup=manifold model.bottleneck=$(THEORY_WIDTHS) seed=$(THEORY_SEEDS) \
-		hydra.sweep.dir=$(THEORY)/runs/manifold & manifold=$$!; \
-	wait $$none; a=$$?; wait $$manifold; b=$$?; test $$a = 0 && test $$b = 0
-	$(THEORY_TRAIN) epochs=$(THEORY_CHECK_EPOCHS) mixup=none,manifold model.bottleneck=$(THEORY_CHECK_WIDTHS) seed=0 \
-		hydra.sweep.dir=$(THEORY)/check
+	$(call side_by_side,$(THEORY_DEEP),($(THEORY_LINEAR)))
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/theory_study.py $(THEORY)/runs --check $(THEORY)/check --out $(THEORY)
-	rm -rf $(THEORY)/runs/*/*/checkpoints $(THEORY)/runs/*/*/tb $(THEORY)/runs/*/*/.hydra $(THEORY)/runs/*/*/.lock \
-		$(THEORY)/runs/*/multirun.yaml $(THEORY)/runs/*/.lock $(THEORY)/check/*/checkpoints $(THEORY)/check/*/tb \
-		$(THEORY)/check/*/.hydra $(THEORY)/check/*/.lock $(THEORY)/check/multirun.yaml $(THEORY)/check/.lock
+	$(call prune_runs,$(THEORY)/runs $(THEORY)/check)
 
 # Proves and measures every CUDA path on the GPU at hand (README, "Checking a GPU"); about 8 minutes,
 # writing results/gpu/<gpu-name>/. On a CPU it runs the parts a CPU can run. Uses .venv when there is

@@ -4,8 +4,12 @@ For every run (the last checkpoint: the study asks about trained networks, not e
 the excess manifold mixup loss at the bottleneck (mmx/evaluation/excess.py) on mixtures of training
 images and of test images, the same seeded mixtures for every run; the class-conditional spectrum's
 rest-to-largest singular value ratio at the bottleneck (``mmx spectrum``); the final test error and
-NLL. Per regime and bottleneck width: mean, std and min-max over seeds, in ``theory.csv``/``.md``,
-and ``theory.png``: the excess loss against the width with d - 1 marked, the spectrum ratio beside.
+NLL. For networks whose head on the bottleneck is linear, also the least excess any such network can
+reach at that width (``affine_floor``: the theory's prediction, with no training in it).
+
+Per number of classes d, head, regime and bottleneck width: mean, std and min-max over seeds, in
+``theory.csv``/``.md``, and ``theory.png``: the excess loss against the width with d - 1 and the floor
+marked, for all ten digits and for the class subsets, and the spectrum ratio.
 
 Usage: python scripts/theory_study.py RUNS_DIR [--check CHECK_DIR] --out OUT
 ``--check`` holds runs of twice the length, for the table that says whether the excess loss had
@@ -15,19 +19,31 @@ stopped falling.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from mmx.evaluation import trained_run
-from mmx.evaluation.excess import Mixtures, excess_mixup_loss
+from mmx.evaluation.excess import Mixtures, affine_floor, excess_mixup_loss
 from mmx.figures.spectrum import class_spectra, representations, summarise
 from mmx.run_dir import RunDir
 
 POINT = 1  # the bottleneck
 ALPHA = 2.0
 SEEDS = {"train": 0, "test": 1}  # the mixtures' seeds: the same for every run
+GROUP = ["classes", "head", "regime", "width"]
+
+
+def head_name(after: int) -> str:
+    return "linear" if after == 0 else f"{after} hidden layers"
+
+
+@functools.lru_cache(maxsize=None)
+def floor(frequencies: tuple[int, ...], width: int) -> float:
+    return affine_floor(torch.tensor(frequencies, dtype=torch.float64), width, ALPHA)
 
 
 def measure(run_dir: Path) -> dict:
@@ -37,13 +53,15 @@ def measure(run_dir: Path) -> dict:
         "train": (run.data.train_images.float() / 255, run.data.train_labels),
         "test": run.test_pixels(),
     }
+    after = int(run.cfg.model.after)
     row = {
         "run": run_dir.name,
+        "classes": run.data.num_classes,
+        "head": head_name(after),
         "regime": run.cfg.mixup.name,
         "width": int(run.cfg.model.bottleneck),
         "epochs": int(run.cfg.epochs),
         "seed": int(run.cfg.seed),
-        "classes": run.data.num_classes,
         "test_error": summary["final"]["error"],
         "test_nll": summary["final"]["nll"],
     }
@@ -51,6 +69,8 @@ def measure(run_dir: Path) -> dict:
         mixtures = Mixtures.draw(len(labels), ALPHA, draws=1, seed=SEEDS[split])
         loss = excess_mixup_loss(run.logits, images, labels, run.data.num_classes, POINT, mixtures)
         row[f"excess_{split}"] = loss["excess"]
+    frequencies = tuple(torch.bincount(run.data.train_labels.cpu(), minlength=run.data.num_classes).tolist())
+    row["floor"] = floor(frequencies, row["width"]) if after == 0 else float("nan")
     hidden, labels = representations(run, POINT)
     row["rest_over_largest"] = summarise(class_spectra(hidden, labels, run.data.num_classes))["rest_over_largest"]
     return row
@@ -64,74 +84,116 @@ def measure_all(root: Path) -> pd.DataFrame:
 
 
 METRICS = ["excess_train", "excess_test", "test_error", "test_nll", "rest_over_largest"]
+ORDER = {"none": 0, "input": 1, "manifold": 2}
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
-    grouped = rows.groupby(["regime", "width"])
+    grouped = rows.groupby(GROUP)
     table = grouped[METRICS].agg(["mean", "std", "min", "max"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     table.insert(0, "seeds", grouped["seed"].nunique())
+    table.insert(1, "floor", grouped["floor"].first())
     table = table.reset_index()
-    order = table["regime"].map({"none": 0, "input": 1, "manifold": 2})
-    return table.assign(order=order).sort_values(["order", "width"]).drop(columns="order")
+    order = table["regime"].map(ORDER)
+    table = table.assign(order=order).sort_values(
+        ["classes", "head", "order", "width"], ascending=[False, True, True, True]
+    )
+    return table.drop(columns="order")
 
 
 def markdown(table: pd.DataFrame) -> str:
-    columns = ["excess, train mixtures", "excess, test mixtures", "test error %", "test NLL", "rest / largest"]
-    lines = ["| regime | width | seeds | " + " | ".join(columns) + " |", "|---|---:|---:|" + "---:|" * len(columns)]
+    columns = ["floor", "excess, train mixtures", "excess, test mixtures", "test error %", "test NLL", "rest / largest"]
+    lines = [
+        "| d | head | regime | width | seeds | " + " | ".join(columns) + " |",
+        "|---:|---|---|---:|---:|" + "---:|" * len(columns),
+    ]
     for _, r in table.iterrows():
-        cells = [f"{r[f'{m}_mean']:.4f} ± {r[f'{m}_std']:.4f}" for m in METRICS]
-        lines.append(f"| {r['regime']} | {r['width']} | {r['seeds']} | " + " | ".join(cells) + " |")
+        cells = ["–" if pd.isna(r["floor"]) else f"{r['floor']:.4f}"]
+        cells += [f"{r[f'{m}_mean']:.4f} ± {r[f'{m}_std']:.4f}" for m in METRICS]
+        lines.append(
+            f"| {r['classes']} | {r['head']} | {r['regime']} | {r['width']} | {r['seeds']} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def stopped_falling(rows: pd.DataFrame, longer: pd.DataFrame, path: Path) -> str:
     """The excess loss of the same seed trained twice as long, beside the study's, as CSV and Markdown."""
-    joined = longer.merge(rows, on=["regime", "width", "seed"], suffixes=("_long", ""))
+    joined = longer.merge(rows, on=[*GROUP, "seed"], suffixes=("_long", ""))
     joined["change"] = joined["excess_train_long"] - joined["excess_train"]
-    columns = ["regime", "width", "seed", "epochs", "epochs_long", "excess_train", "excess_train_long", "change"]
-    joined = joined[columns].sort_values(["regime", "width"], ascending=[False, True])
+    columns = [*GROUP, "seed", "epochs", "epochs_long", "floor", "excess_train", "excess_train_long", "change"]
+    joined = joined[columns].sort_values(["classes", "head", "regime", "width"], ascending=[False, True, False, True])
     joined.to_csv(path, index=False)
     short, long = int(joined["epochs"].iloc[0]), int(joined["epochs_long"].iloc[0])
     lines = [
         "",
         f"Trained twice as long (seed 0): the excess loss on training mixtures after {short} and {long} epochs.",
         "",
-        f"| regime | width | {short} epochs | {long} epochs | change |",
-        "|---|---:|---:|---:|---:|",
+        f"| d | head | regime | width | floor | {short} epochs | {long} epochs | change |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for _, r in joined.iterrows():
+        bound = "–" if pd.isna(r["floor"]) else f"{r['floor']:.4f}"
         lines.append(
-            f"| {r['regime']} | {r['width']} | {r['excess_train']:.4f} | {r['excess_train_long']:.4f} "
-            f"| {r['change']:+.4f} |"
+            f"| {r['classes']} | {r['head']} | {r['regime']} | {r['width']} | {bound} | {r['excess_train']:.4f} "
+            f"| {r['excess_train_long']:.4f} | {r['change']:+.4f} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def plot(table: pd.DataFrame, classes: int, path: Path) -> None:
-    import matplotlib
+def _band(axis, part, metric: str, label: str, **style):
+    line = axis.plot(part["width"], part[f"{metric}_mean"], marker="o", markersize=3, label=label, **style)[0]
+    axis.fill_between(part["width"], part[f"{metric}_min"], part[f"{metric}_max"], color=line.get_color(), alpha=0.2)
+    return line
+
+
+def _width_axis(axis, widths) -> None:
     import matplotlib.ticker
+
+    axis.set(xscale="log", xlabel="bottleneck width (units)")
+    axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    axis.set_xticks(widths, labels=[str(w) for w in widths])
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for regime, part in table.groupby("regime", sort=False):
-        for axis, metric in ((left, "excess_train"), (right, "rest_over_largest")):
-            line = axis.plot(part["width"], part[f"{metric}_mean"], marker="o", markersize=3, label=regime)[0]
-            axis.fill_between(
-                part["width"], part[f"{metric}_min"], part[f"{metric}_max"], color=line.get_color(), alpha=0.2
-            )
+    most = int(table["classes"].max())
+    full, subsets = table[table["classes"] == most], table[table["classes"] < most]
+    panels = 3 if not subsets.empty else 2
+    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.3))
+    left, right = axes[0], axes[-1]
+    for (head, regime), part in full.groupby(["head", "regime"], sort=False):
+        line = _band(left, part, "excess_train", f"{regime}, {head} head")
+        _band(right, part, "rest_over_largest", f"{regime}, {head} head", color=line.get_color())
+        if part["floor"].notna().all():
+            left.plot(part["width"], part["floor"], linestyle=":", color=line.get_color(), label="floor, linear head")
+    left.set_title(f"d = {most} classes: on mixtures of training images")
+    if not subsets.empty:
+        middle = axes[1]
+        for classes, part in subsets.groupby("classes"):
+            for (head, regime), cell in part.groupby(["head", "regime"], sort=False):
+                line = _band(middle, cell, "excess_train", f"d = {classes}: {regime}, {head} head")
+                if cell["floor"].notna().all():
+                    middle.plot(cell["width"], cell["floor"], linestyle=":", color=line.get_color())
+                middle.axvline(classes - 1, color=line.get_color(), linestyle="--", linewidth=1)
+        middle.set_title("class subsets (dotted: floor; dashed: d - 1)")
+        middle.set(yscale="log", ylabel="excess manifold mixup loss (nats)")
+        _width_axis(middle, sorted(subsets["width"].unique()))
+        middle.legend(fontsize=7)
     for axis in (left, right):
-        axis.axvline(classes - 1, color="grey", linestyle="--", linewidth=1, label=f"d - 1 = {classes - 1}")
-        widths = sorted(table["width"].unique())
-        axis.set(xscale="log", xlabel="bottleneck width (units)")
-        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        axis.set_xticks(widths, labels=[str(w) for w in widths])
-        axis.legend(fontsize=8)
-    left.set(yscale="log", ylabel="excess manifold mixup loss (nats)", title="on mixtures of training images")
-    right.set(ylabel="rest / largest singular value", title="class-conditional spectrum at the bottleneck")
-    figure.suptitle("mean over seeds; band: lowest to highest seed", fontsize=9)
+        axis.axvline(most - 1, color="grey", linestyle="--", linewidth=1, label=f"d - 1 = {most - 1}")
+        _width_axis(axis, sorted(full["width"].unique()))
+        axis.legend(fontsize=7)
+    left.set(yscale="log", ylabel="excess manifold mixup loss (nats)")
+    right.set(ylabel="rest / largest singular value", title=f"d = {most}: class-conditional spectrum")
+    figure.suptitle(
+        "mean over seeds; band: lowest to highest seed; floor: the least any linear head can reach", fontsize=9
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -153,7 +215,7 @@ def main() -> int:
     if args.check:
         text += stopped_falling(rows, measure_all(args.check), args.out / "theory_check.csv")
     (args.out / "theory.md").write_text(text)
-    plot(table, int(rows["classes"].iloc[0]), args.out / "theory.png")
+    plot(table, args.out / "theory.png")
     print(text, end="")
     print(json.dumps({"wrote": [str(args.out / n) for n in ("theory.csv", "theory.md", "theory.png")]}))
     return 0
