@@ -143,26 +143,27 @@ studies: lowlabel-results multilayer-results rnn-results theory-results
 # heads on the bottleneck: 2 hidden layers (with and without manifold mixup) and a linear classifier (the theory's
 # "implicit linear model", whose best reachable loss per width affine_floor computes); the linear head also on
 # 3- and 5-class subsets (d - 1 = 2 and 4). Five seeds; then seed 0 of three widths trained twice as long, to
-# check that the excess loss had stopped falling. Two processes side by side, one thread each.
+# check how far the excess loss still falls. Two processes side by side, one thread each; about 15 minutes.
 THEORY := results/theory
 THEORY_WIDTHS := 2,3,4,6,8,9,10,11,12,16,32
 THEORY_WIDTHS_3 := 1,2,3,4,6
 THEORY_WIDTHS_5 := 2,3,4,5,6,8
 THEORY_SEEDS := 0,1,2,3,4
 THEORY_EPOCHS := 60
+THEORY_LINEAR_EPOCHS := 120
 THEORY_CHECK_WIDTHS := 4,9,16
-THEORY_CHECK_EPOCHS := 120
 THEORY_BASE := $(STUDY_TRAIN) experiment=theory/digits_mlp
-THEORY_TRAIN := $(THEORY_BASE) epochs=$(THEORY_EPOCHS) seed=$(THEORY_SEEDS)
-THEORY_DEEP := $(THEORY_TRAIN) model.after=2 mixup=none,manifold model.bottleneck=$(THEORY_WIDTHS) \
-	hydra.sweep.dir=$(THEORY)/runs/deep
-THEORY_LINEAR := $(THEORY_TRAIN) model.after=0 model.bottleneck=$(THEORY_WIDTHS) hydra.sweep.dir=$(THEORY)/runs/linear \
-	&& $(THEORY_TRAIN) model.after=0 'dataset.classes=[0,1,2]' model.bottleneck=$(THEORY_WIDTHS_3) \
-		hydra.sweep.dir=$(THEORY)/runs/d3 \
-	&& $(THEORY_TRAIN) model.after=0 'dataset.classes=[0,1,2,3,4]' model.bottleneck=$(THEORY_WIDTHS_5) \
+THEORY_DEEP := $(THEORY_BASE) seed=$(THEORY_SEEDS) epochs=$(THEORY_EPOCHS) model.after=2 mixup=none,manifold \
+	model.bottleneck=$(THEORY_WIDTHS) hydra.sweep.dir=$(THEORY)/runs/deep
+THEORY_TRAIN_LINEAR := $(THEORY_BASE) seed=$(THEORY_SEEDS) epochs=$(THEORY_LINEAR_EPOCHS) model.after=0
+THEORY_LINEAR := $(THEORY_TRAIN_LINEAR) model.bottleneck=$(THEORY_WIDTHS) hydra.sweep.dir=$(THEORY)/runs/linear \
+	&& $(THEORY_TRAIN_LINEAR) 'dataset.classes=[0,1,2]' model.bottleneck=$(THEORY_WIDTHS_3) hydra.sweep.dir=$(THEORY)/runs/d3 \
+	&& $(THEORY_TRAIN_LINEAR) 'dataset.classes=[0,1,2,3,4]' model.bottleneck=$(THEORY_WIDTHS_5) \
 		hydra.sweep.dir=$(THEORY)/runs/d5 \
-	&& $(THEORY_BASE) epochs=$(THEORY_CHECK_EPOCHS) seed=0 model.after=0,2 model.bottleneck=$(THEORY_CHECK_WIDTHS) \
-		hydra.sweep.dir=$(THEORY)/check
+	&& $(THEORY_BASE) seed=0 epochs=$$(( 2 * $(THEORY_EPOCHS) )) model.after=2 model.bottleneck=$(THEORY_CHECK_WIDTHS) \
+		hydra.sweep.dir=$(THEORY)/check/deep \
+	&& $(THEORY_BASE) seed=0 epochs=$$(( 2 * $(THEORY_LINEAR_EPOCHS) )) model.after=0 model.bottleneck=$(THEORY_CHECK_WIDTHS) \
+		hydra.sweep.dir=$(THEORY)/check/linear
 theory-results: $(STAMP)
 	rm -rf $(THEORY)/runs $(THEORY)/check
 	$(call side_by_side,$(THEORY_DEEP),($(THEORY_LINEAR)))

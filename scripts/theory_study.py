@@ -119,25 +119,29 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def stopped_falling(rows: pd.DataFrame, longer: pd.DataFrame, path: Path) -> str:
-    """The excess loss of the same seed trained twice as long, beside the study's, as CSV and Markdown."""
+    """The excess loss of the same seed trained twice as long, beside the study's, as CSV and Markdown; for a
+    linear head also the share of the gap to its floor that the doubling closed."""
     joined = longer.merge(rows, on=[*GROUP, "seed"], suffixes=("_long", ""))
     joined["change"] = joined["excess_train_long"] - joined["excess_train"]
-    columns = [*GROUP, "seed", "epochs", "epochs_long", "floor", "excess_train", "excess_train_long", "change"]
-    joined = joined[columns].sort_values(["classes", "head", "regime", "width"], ascending=[False, True, False, True])
+    joined["gap_closed"] = -joined["change"] / (joined["excess_train"] - joined["floor"])
+    columns = [*GROUP, "seed", "floor", "epochs", "excess_train", "epochs_long", "excess_train_long", "change"]
+    joined = joined[[*columns, "gap_closed"]].sort_values(["classes", "head", "regime", "width"])
     joined.to_csv(path, index=False)
-    short, long = int(joined["epochs"].iloc[0]), int(joined["epochs_long"].iloc[0])
     lines = [
         "",
-        f"Trained twice as long (seed 0): the excess loss on training mixtures after {short} and {long} epochs.",
+        "Trained twice as long (seed 0): the excess loss on training mixtures, and for a linear head the share of",
+        "its distance to the floor that the doubling closed.",
         "",
-        f"| d | head | regime | width | floor | {short} epochs | {long} epochs | change |",
-        "|---:|---|---|---:|---:|---:|---:|---:|",
+        "| d | head | regime | width | floor | epochs | excess | epochs | excess | change | gap closed |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for _, r in joined.iterrows():
         bound = "–" if pd.isna(r["floor"]) else f"{r['floor']:.4f}"
+        closed = "–" if pd.isna(r["gap_closed"]) else f"{r['gap_closed']:.0%}"
         lines.append(
-            f"| {r['classes']} | {r['head']} | {r['regime']} | {r['width']} | {bound} | {r['excess_train']:.4f} "
-            f"| {r['excess_train_long']:.4f} | {r['change']:+.4f} |"
+            f"| {r['classes']} | {r['head']} | {r['regime']} | {r['width']} | {bound} | {r['epochs']} "
+            f"| {r['excess_train']:.4f} | {r['epochs_long']} | {r['excess_train_long']:.4f} | {r['change']:+.4f} "
+            f"| {closed} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -43,8 +43,8 @@ def test_the_threshold_study_runs_end_to_end(tmp_path):
         "THEORY_WIDTHS_5=4",
         "THEORY_SEEDS=0",
         "THEORY_EPOCHS=2",
+        "THEORY_LINEAR_EPOCHS=2",
         "THEORY_CHECK_WIDTHS=10",
-        "THEORY_CHECK_EPOCHS=3",
     )
     rows = list(csv.DictReader(open(out / "theory.csv")))
     assert [(r["classes"], r["head"], r["regime"], r["width"], r["seeds"]) for r in rows] == [
@@ -63,8 +63,8 @@ def test_the_threshold_study_runs_end_to_end(tmp_path):
     assert all(r["floor"] == "" for r in rows if r["head"] != "linear")  # a floor only where the head is affine
     check = list(csv.DictReader(open(out / "theory_check.csv")))
     assert [(r["head"], r["epochs"], r["epochs_long"]) for r in check] == [
-        ("2 hidden layers", "2", "3"),
-        ("linear", "2", "3"),
+        ("2 hidden layers", "2", "4"),
+        ("linear", "2", "4"),
     ]
     assert (out / "theory.png").stat().st_size > 20_000 and "Trained twice as long" in (out / "theory.md").read_text()
     assert not list(out.rglob("*.pt"))  # checkpoints are dropped once measured
