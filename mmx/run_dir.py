@@ -423,8 +423,13 @@ def check_writable(folder: Path, option: str) -> Path:
 # --- the code that made a run ------------------------------------------------------------------
 
 
-def code_version() -> dict:
-    """mmx's version and, in a git checkout, the commit and whether the tree had changes.
+# What "dirty" looks at: the code that trains and measures, not the results folders that `make` regenerates
+# (a study deletes its tracked runs before it trains them again).
+CODE_PATHS = (":/mmx", ":/configs", ":/scripts", ":/Makefile", ":/pyproject.toml")
+
+
+def code_version(source: Path | None = None) -> dict:
+    """mmx's version and, in a git checkout, the commit and whether its code had uncommitted changes.
 
     Kept with every run (summary.json and checkpoints), as airbench keeps its code with its results.
     """
@@ -434,7 +439,7 @@ def code_version() -> dict:
         mmx_version = version("mmx")
     except PackageNotFoundError:
         mmx_version = None
-    source = Path(__file__).resolve().parent
+    source = source or Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
@@ -442,7 +447,7 @@ def code_version() -> dict:
         if commit.returncode != 0:
             return {"mmx": mmx_version, "commit": None, "dirty": None}
         status = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
             capture_output=True,
             text=True,
             timeout=10,

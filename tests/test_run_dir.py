@@ -179,3 +179,27 @@ def test_a_run_made_before_a_setting_existed_reads_with_the_value_it_ran_with(tm
     assert (
         settings_of(old, "fp32") == settings_of(new, "fp32") != settings_of(compose("mixup.points_per_step=2"), "fp32")
     )
+
+
+def test_the_code_version_is_dirty_for_changed_code_not_for_regenerated_results(tmp_path):
+    """`make digits-results` deletes the tracked runs it regenerates: that must not mark its runs' code as changed."""
+    import subprocess
+
+    from mmx.run_dir import code_version
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "mmx").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "mmx" / "train.py").write_text("lr = 0.1\n")
+    (tmp_path / "results" / "runs.md").write_text("| 1 |\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    assert code_version(tmp_path / "mmx")["dirty"] is False
+    (tmp_path / "results" / "runs.md").unlink()
+    assert code_version(tmp_path / "mmx")["dirty"] is False
+    (tmp_path / "mmx" / "train.py").write_text("lr = 0.2\n")
+    version = code_version(tmp_path / "mmx")
+    assert version["dirty"] is True and len(version["commit"]) == 40
