@@ -95,8 +95,14 @@ def _join_unknown_precision(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _order(cell: Cell):
+    """Dataset, model, regime (none, input, manifold), then every setting by key, numbers by value (5 before 10)."""
     s = cell.settings
-    return (str(s.get("dataset.name")), str(s.get("model.name")), REGIME_ORDER.get(s.get("mixup.name"), 9), cell_key(s))
+
+    def value(v):
+        return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
+
+    rest = tuple((k, value(s[k])) for k in sorted(s))
+    return (str(s.get("dataset.name")), str(s.get("model.name")), REGIME_ORDER.get(s.get("mixup.name"), 9), rest)
 
 
 def varying(all_cells: list[Cell]) -> list[str]:

@@ -263,5 +263,13 @@ def test_plot_against_a_swept_setting_with_a_setting_that_follows_it(tmp_path):
     assert float(by_cell[("no", "10")]["final_error_std"]) == pytest.approx(0.5**0.5)
     assert all(p["seeds"] == "2" for p in points)
 
+    rows, _ = table_rows(root, tmp_path)
+    assert [(r["regime"], r["dataset.labels_per_class"]) for r in rows] == [
+        ("none", "5"),
+        ("none", "10"),
+        ("manifold", "5"),
+        ("manifold", "10"),
+    ]  # regimes in order, then numbers by value, not as text
+
     wrong = run_mmx(["plot", str(root), "--out", "figs", "--against", "labels"], tmp_path)
     assert_one_sentence_error(wrong, "--against labels is not a setting of these runs", "dataset.labels_per_class")
