@@ -9,6 +9,7 @@ mean minus one standard deviation would fall below zero and drag the band off th
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -200,10 +201,13 @@ def against_figure(runs: pd.DataFrame, name: str, title: str, path: Path) -> Pat
                 label=f"{line['line'].iloc[0]} (mean ± std over {seeds} seeds)",
             )
     ordered = points.sort_values(x) if numeric else points
-    follow = ", ".join(f"{column_name(k)} " + "/".join(map(show, ordered[column_name(k)].unique())) for k in followers)
-    follow = f"; with it: {follow}" if follow else ""
+    follow = "; ".join(
+        f"{column_name(k)} " + " / ".join(map(show, ordered[column_name(k)].unique())) for k in followers
+    )
+    if follow:
+        fig.supxlabel(textwrap.fill(f"changing with {x}: {follow}", 150), fontsize=8)
     for ax, (_, ylabel) in zip(axes, AGAINST_PANELS):
-        ax.set_xlabel(f"{x}{follow}")
+        ax.set_xlabel(x)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         if numeric and points[x].min() > 0 and points[x].max() / points[x].min() >= 10:
