@@ -27,16 +27,18 @@ log = logging.getLogger("mmx")
 PANELS = [("test_error", "test error (%)"), ("test_nll", "test NLL (nats)")]
 
 
-def label(cell: Cell, keys: list[str]) -> str:
-    """How a legend names a cell: its regime, alpha and points, and the other settings that vary."""
+def label(cell: Cell, keys: list[str], swept: str | None = None) -> str:
+    """How a legend names a cell: its regime, alpha and points, and the other settings that vary (those it has),
+    leaving out the ``swept`` setting that the x axis shows."""
     s = cell.settings
     if s.get("mixup.name") == "none":
         text = "no mixup"
     else:
-        text = f"{s.get('mixup.name')} α={s.get('mixup.alpha'):g}"
-        if s.get("mixup.name") == "manifold":
+        text = f"{s.get('mixup.name')} α={s.get('mixup.alpha'):g}" if swept != "mixup.alpha" else s.get("mixup.name")
+        if s.get("mixup.name") == "manifold" and swept != "mixup.points":
             text += f" {{{s.get('mixup.points')}}}"
-    others = [f"{column_name(k)}={s.get(k)}" for k in keys if k not in ("mixup.name", "mixup.alpha", "mixup.points")]
+    shown = ("mixup.name", "mixup.alpha", "mixup.points", swept)
+    others = [f"{column_name(k)}={s.get(k)}" for k in keys if k not in shown and s.get(k) is not None]
     return ", ".join([text, *others])
 
 
@@ -155,13 +157,19 @@ def against_points(runs: pd.DataFrame, name: str) -> tuple[pd.DataFrame, str, li
         for cell in all_cells:
             by_value.setdefault(k, set()).add((value(cell, key), value(cell, k)))
     values = {value(c, key) for c in all_cells}
-    followers = [k for k in others if len(by_value[k]) == len(values) > 1 and len({v for _, v in by_value[k]}) > 1]
+    # A follower takes one value per value of the swept setting and several values where it is set at all (alpha is
+    # not a follower of the points just because the runs without mixing have neither).
+    followers = [
+        k
+        for k in others
+        if len(by_value[k]) == len(values) > 1 and len({v for _, v in by_value[k] if v != show(None)}) > 1
+    ]
     line_keys = [k for k in others if k not in followers]
     rows = []
     for cell in all_cells:
         rest = {k: v for k, v in cell.settings.items() if k != key and k not in followers}
         row = {
-            "line": label(cell, line_keys),
+            "line": label(cell, line_keys, swept=key),
             "line_key": cell_key(rest),
             column_name(key): cell.settings.get(key),
             **{column_name(k): cell.settings.get(k) for k in followers},
@@ -184,11 +192,14 @@ def against_figure(runs: pd.DataFrame, name: str, title: str, path: Path) -> Pat
     points, key, followers = against_points(runs, name)
     x = column_name(key)
     numeric = _numeric(points[x].tolist())
-    categories = sorted({show(v) for v in points[x]}, key=lambda v: (len(v), v)) if not numeric else []
+    unset = show(None)  # e.g. the points of runs without mixing: first, as the baseline
+    categories = sorted({show(v) for v in points[x]}, key=lambda v: (v != unset, len(v), v)) if not numeric else []
     fig, axes = plt.subplots(1, len(AGAINST_PANELS), figsize=(12, 4.5), constrained_layout=True)
-    for _, line in points.groupby("line_key", sort=False):
+    lines = list(points.groupby("line_key", sort=False))
+    for number, (_, line) in enumerate(lines):
         line = line.sort_values(x) if numeric else line
-        position = line[x] if numeric else [categories.index(show(v)) for v in line[x]]
+        dodge = (number - (len(lines) - 1) / 2) * 0.1  # categories: lines side by side, not on top of each other
+        position = line[x] if numeric else [categories.index(show(v)) + dodge for v in line[x]]
         low, high = line["seeds"].min(), line["seeds"].max()
         seeds = f"{low}" if low == high else f"{low}-{high}"
         for ax, (column, _) in zip(axes, AGAINST_PANELS):
