@@ -154,19 +154,19 @@ THEORY_LINEAR_EPOCHS := 120
 THEORY_CHECK_WIDTHS := 4,9,16
 THEORY_BASE := $(STUDY_TRAIN) experiment=theory/digits_mlp
 THEORY_DEEP := $(THEORY_BASE) seed=$(THEORY_SEEDS) epochs=$(THEORY_EPOCHS) model.after=2 mixup=none,manifold \
-	model.bottleneck=$(THEORY_WIDTHS) hydra.sweep.dir=$(THEORY)/runs/deep
+	model.bottleneck=$(THEORY_WIDTHS) hydra.sweep.dir=$(THEORY)/runs/deep \
+	&& $(THEORY_BASE) seed=0 epochs=$$(( 2 * $(THEORY_EPOCHS) )) model.after=2 model.bottleneck=$(THEORY_CHECK_WIDTHS) \
+		hydra.sweep.dir=$(THEORY)/check/deep
 THEORY_TRAIN_LINEAR := $(THEORY_BASE) seed=$(THEORY_SEEDS) epochs=$(THEORY_LINEAR_EPOCHS) model.after=0
 THEORY_LINEAR := $(THEORY_TRAIN_LINEAR) model.bottleneck=$(THEORY_WIDTHS) hydra.sweep.dir=$(THEORY)/runs/linear \
 	&& $(THEORY_TRAIN_LINEAR) 'dataset.classes=[0,1,2]' model.bottleneck=$(THEORY_WIDTHS_3) hydra.sweep.dir=$(THEORY)/runs/d3 \
 	&& $(THEORY_TRAIN_LINEAR) 'dataset.classes=[0,1,2,3,4]' model.bottleneck=$(THEORY_WIDTHS_5) \
 		hydra.sweep.dir=$(THEORY)/runs/d5 \
-	&& $(THEORY_BASE) seed=0 epochs=$$(( 2 * $(THEORY_EPOCHS) )) model.after=2 model.bottleneck=$(THEORY_CHECK_WIDTHS) \
-		hydra.sweep.dir=$(THEORY)/check/deep \
 	&& $(THEORY_BASE) seed=0 epochs=$$(( 2 * $(THEORY_LINEAR_EPOCHS) )) model.after=0 model.bottleneck=$(THEORY_CHECK_WIDTHS) \
 		hydra.sweep.dir=$(THEORY)/check/linear
 theory-results: $(STAMP)
 	rm -rf $(THEORY)/runs $(THEORY)/check
-	$(call side_by_side,$(THEORY_DEEP),($(THEORY_LINEAR)))
+	$(call side_by_side,($(THEORY_DEEP)),($(THEORY_LINEAR)))
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/theory_study.py $(THEORY)/runs --check $(THEORY)/check --out $(THEORY)
 	$(call prune_runs,$(THEORY)/runs $(THEORY)/check)
 
