@@ -77,7 +77,7 @@ tables: $(STAMP)
 
 # results/figures: the paper's Figure 1 (mmx spiral) and the spectrum study of its Section 3.2 on
 # digits (the bottleneck MLP trained three ways, then mmx spectrum at the bottleneck); about
-# 4 minutes on 2 CPU cores.
+# 2 minutes on 2 CPU cores.
 SPECTRUM := results/spectrum
 figures: $(STAMP)
 	$(BIN)/mmx spiral --out results/figures/spiral.png
