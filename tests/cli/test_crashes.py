@@ -17,6 +17,8 @@ QUICK = [*TINY, "epochs=2"]
 
 
 def start(args, cwd, **env):
+    """``mmx ARGS`` in a subprocess that takes Ctrl-C as a terminal would deliver it, even when the suite runs in
+    the background (where the shell hands its children SIGINT ignored, and Python then never installs its handler)."""
     return subprocess.Popen(
         [MMX, *args],
         cwd=cwd,
@@ -24,6 +26,7 @@ def start(args, cwd, **env):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "MMX_DATA": str(cwd / "data"), **env},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
