@@ -86,19 +86,19 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
                 if epoch % every and epoch != cfg.epochs:
                     continue  # trainer.eval_every: scored, recorded and checkpointed every N epochs and at the end
                 train, epochs_in_block = merge_epochs(block), len(block)
+                block = []
+                scoring = time.perf_counter()
                 test = trainer.evaluate()
                 check_test_metrics(test, epoch)
-                seconds = train["seconds"] + time.perf_counter() - started - block[-1]["seconds"]
-                block = []
+                seconds = train["seconds"] + time.perf_counter() - scoring  # the block's training and this scoring
                 record.epoch(epoch, test, seconds)
                 state = {**trainer.state_dict(), **record.progress(epoch)}  # a collective: every process takes part
+                saved = epoch  # nothing after this point can diverge
                 if not main:
-                    saved = epoch
                     continue
                 row = epoch_row(epoch, lr, train, test, seconds / epochs_in_block)
                 metrics_log.append(row, best=record.best)
                 run.save_checkpoint(state, "last")
-                saved = epoch
                 if record.improved:
                     run.save_checkpoint(state, "best")
                 run.write_summary(record.summary(epoch))

@@ -141,13 +141,9 @@ def class_subset(labels: torch.Tensor, classes: list[int]) -> tuple[torch.Tensor
     """The indices of the examples whose label is in ``classes`` (in their order in the split), and their labels
     renumbered by position in ``classes`` (``classes=[3, 7]``: 3 becomes 0 and 7 becomes 1)."""
     labels = torch.as_tensor(labels)
-    renumber = torch.full((int(labels.max()) + 1 if len(labels) else 1,), -1, dtype=torch.long)
-    for new, old in enumerate(classes):
-        if old < len(renumber):
-            renumber[old] = new
-    new_labels = renumber[labels]
-    index = (new_labels >= 0).nonzero().flatten()
-    return index, new_labels[index]
+    match = labels[:, None] == torch.as_tensor(classes)[None, :]  # [example, position in classes]
+    index = match.any(dim=1).nonzero().flatten()
+    return index, match[index].long().argmax(dim=1)
 
 
 def from_hwc_numpy(array) -> torch.Tensor:

@@ -41,7 +41,7 @@ def tables_main(argv: list[str]) -> int:
         "Tabulate runs: mean ± std over seeds per cell, the paper's numbers beside "
         "ours, as CSV, Markdown and LaTeX (--brief: one line per run on the console, no files).",
         "results",
-        lambda runs, out: write_tables(runs, out) + write_eval_tables(runs, out),
+        lambda runs, out, args: write_tables(runs, out) + write_eval_tables(runs, out),
     )
 
 
@@ -70,7 +70,8 @@ def plot_main(argv: list[str]) -> int:
 
 
 def _command(argv: list[str], prog: str, description: str, default_out: str, write, options=None) -> int:
-    """Parse ``RUN_DIRS... --out OUT``, collect the runs, write, and show what was written."""
+    """Parse ``RUN_DIRS... --out OUT`` (and the ``options`` a command adds), collect the runs,
+    ``write(runs, out, args)``, and show what was written."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -79,6 +80,6 @@ def _command(argv: list[str], prog: str, description: str, default_out: str, wri
         options(parser)
     args, runs = _runs(parser, argv)
     check_writable(Path(args.out), "--out")
-    for path in write(runs, Path(args.out), args) if options else write(runs, Path(args.out)):
+    for path in write(runs, Path(args.out), args):
         print(f"== {path}\n{path.read_text()}" if path.suffix == ".md" else f"wrote {path}")
     return 0
