@@ -51,18 +51,16 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
     main = ranks.is_main
     info = log.info if main else (lambda *args: None)
     progress = show_progress(cfg.trainer.progress) and main
-    start_epoch, best, wall_seconds = (
-        (state["epoch"], state["best"], state["wall_seconds"]) if state else (0, None, 0.0)
-    )
+    start_epoch = state["epoch"] if state else 0
+    record = Record(cfg, trainer, state)
     if resume:
         info("resuming %s from epoch %d", run, start_epoch)
     elif main:
         run.write_config(cfg)
     if start_epoch >= cfg.epochs:
         info("%s has already finished its %d epochs; nothing to do", run, cfg.epochs)
-        return run.read_summary()
+        return finished_summary(run, record, start_epoch) if main else record.summary(start_epoch)
 
-    record = Record(cfg, trainer, best, wall_seconds)
     metrics_log = run.metrics_log(resume_epoch=start_epoch) if main else None
     if main and not resume:
         metrics_log.write_hparams(hparams(cfg))
@@ -74,7 +72,8 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
         disable=not progress,
     )
     every = cfg.trainer.eval_every
-    saved = start_epoch  # the epoch of the newest checkpoint
+    saved = start_epoch  # the epoch of the newest checkpoint (the one being written, once scoring has passed)
+    committed = None  # the summary of the newest checkpoint on disk, once this process has written one
     block = []  # the training statistics of the epochs since the last recorded one
     try:
         # logging_redirect_tqdm: log lines print above the progress bars, not through them
@@ -98,10 +97,12 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
                     continue
                 row = epoch_row(epoch, lr, train, test, seconds / epochs_in_block)
                 metrics_log.append(row, best=record.best)
-                run.save_checkpoint(state, "last")
-                if record.improved:
+                summary = record.summary(epoch)
+                if record.improved:  # before last.pt, which a resume starts from: an epoch it holds is in best.pt
                     run.save_checkpoint(state, "best")
-                run.write_summary(record.summary(epoch))
+                run.save_checkpoint(state, "last")
+                committed = summary
+                run.write_summary(summary)
                 epochs.set_postfix(test_acc=f"{test['acc']:.2f}", nll=f"{test['nll']:.3f}")
                 info(
                     "epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f  %.1fs  "
@@ -117,6 +118,10 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
                     row["epoch_seconds"],
                     row["train_images_per_second"],
                 )
+    except KeyboardInterrupt:
+        if main and committed is not None:  # Ctrl-C may land between last.pt and summary.json: they agree
+            run.write_summary(committed if committed["finished"] else {**committed, "stopped": INTERRUPTED})
+        raise
     except Diverged as error:
         kept = (
             f"the last good checkpoint is {run.checkpoint_path('last')} (epoch {saved})"
@@ -136,12 +141,30 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
     return summary
 
 
-class Record:
-    """What a run has done so far: the best epoch, the wall time, and the summary that says so."""
+INTERRUPTED = "interrupted (SIGINT) after its last checkpoint"
 
-    def __init__(self, cfg: DictConfig, trainer: Trainer, best: dict | None, wall_seconds: float):
+
+def finished_summary(run: RunDir, record: Record, epochs_done: int) -> dict:
+    """The summary of a run whose last checkpoint is its final epoch, written again if a kill between that
+    checkpoint and its summary left summary.json behind (or missing)."""
+    written = run.read_summary()
+    if written is not None and written.get("epochs_done") == epochs_done and written.get("finished"):
+        return written
+    summary = record.summary(epochs_done)
+    run.write_summary(summary)
+    log.info("%s: summary.json rewritten from the final checkpoint (a stop had left it behind)", run)
+    return summary
+
+
+class Record:
+    """What a run has done so far: the best and final epochs, the wall time, and the summary that says so."""
+
+    def __init__(self, cfg: DictConfig, trainer: Trainer, state: dict | None):
+        """``state``: the checkpoint a resume starts from (None for a new run)."""
         self.cfg, self.trainer = cfg, trainer
-        self.best, self.final, self.wall_seconds = best, None, wall_seconds
+        state = state or {}
+        self.best, self.wall_seconds = state.get("best"), state.get("wall_seconds", 0.0)
+        self.final = state.get("final")  # absent from checkpoints written before mmx stored it
         self.improved = False
         self.code = code_version()
 
@@ -157,6 +180,7 @@ class Record:
         return {
             "epoch": epoch,
             "best": self.best,
+            "final": self.final,
             "wall_seconds": self.wall_seconds,
             "code": self.code,
             "model_args": model_args(self.cfg, self.trainer),

@@ -16,9 +16,15 @@ pytestmark = pytest.mark.slow  # trains through the command line
 QUICK = [*TINY, "epochs=2"]
 
 
+def take_ctrl_c_as_a_terminal_would():
+    """Undo what a background job or a CI harness may hand down: SIGINT ignored (Python then never installs its
+    handler) or blocked (the signal stays pending and the run finishes as if never interrupted)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def start(args, cwd, **env):
-    """``mmx ARGS`` in a subprocess that takes Ctrl-C as a terminal would deliver it, even when the suite runs in
-    the background (where the shell hands its children SIGINT ignored, and Python then never installs its handler)."""
+    """``mmx ARGS`` in a subprocess that takes Ctrl-C as a terminal would deliver it, however the suite was started."""
     return subprocess.Popen(
         [MMX, *args],
         cwd=cwd,
@@ -26,7 +32,7 @@ def start(args, cwd, **env):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "MMX_DATA": str(cwd / "data"), **env},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=take_ctrl_c_as_a_terminal_would,
     )
 
 
@@ -84,7 +90,9 @@ def test_a_live_run_cannot_be_resumed_and_ctrl_c_names_the_last_checkpoint(tmp_p
     assert err.strip().splitlines() == [
         f"mmx: interrupted; the last checkpoint is {last}; continue with `mmx train resume={tmp_path / 'run'}`"
     ]
-    done = strict_json(tmp_path / "run" / "summary.json")["epochs_done"]
+    interrupted = strict_json(tmp_path / "run" / "summary.json")  # written for last.pt, whenever Ctrl-C landed
+    done = interrupted["epochs_done"]
+    assert done >= 1 and interrupted["stopped"].startswith("interrupted") and not interrupted["finished"]
     assert run_mmx(["train", "resume=run"], tmp_path, timeout=600).returncode == 0  # the lock went
     assert strict_json(tmp_path / "run" / "summary.json")["epochs_done"] == 3 > done
 

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -118,3 +119,77 @@ def test_eval_every_scores_the_epochs_a_run_scoring_all_would_and_resumes_exactl
     for epoch in killed:
         for column in ("lr", "train_loss", "train_acc", "test_acc", "test_nll"):
             assert killed[epoch][column] == third[epoch][column], (epoch, column)
+
+
+STOPPING_MMX = """
+import os, signal, sys
+from mmx.cli import main
+from mmx.run_dir import RunDir
+
+method, epoch, nth, how = {method!r}, {epoch}, {nth}, {how!r}
+original, calls = getattr(RunDir, method), []
+
+def stop_at_the_chosen_write(self, state, *rest):
+    at = state["epoch"] if method == "save_checkpoint" else state["epochs_done"]
+    calls.append(at)
+    if at == epoch and calls.count(at) == nth:
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise KeyboardInterrupt  # as Ctrl-C would, just before this write
+    return original(self, state, *rest)
+
+setattr(RunDir, method, stop_at_the_chosen_write)
+sys.exit(main(sys.argv[1:]))
+"""
+
+STEADY = [*ARGS[1:-2], "epochs=3", "schedule.milestones=[2]"]  # the test error falls at every epoch here
+
+
+def stop_before(method: str, epoch: int, nth: int, how: str, run: str, cwd) -> subprocess.CompletedProcess:
+    """``mmx train`` into ``run``, stopped (SIGKILL, or Ctrl-C) just before the ``nth`` call at ``epoch`` of
+    RunDir.``method``: an instant between two of one record's files that no timing could hit reliably."""
+    script = STOPPING_MMX.format(method=method, epoch=epoch, nth=nth, how=how)
+    env = {**os.environ, "MMX_DATA": str(cwd / "data")}
+    args = ["train", *STEADY, f"hydra.run.dir={run}"]
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_kills_between_a_records_files_lose_neither_the_best_checkpoint_nor_the_summary(tmp_path):
+    """Each epoch writes metrics.csv's row, best.pt (when it improved), last.pt and summary.json. last.pt is the one
+    a resume starts from, so best.pt is written before it and summary.json after: a SIGKILL between any two leaves a
+    run that resumes to the uninterrupted run's summary and best.pt, and a Ctrl-C there still writes the summary of
+    the checkpoint it leaves."""
+    import torch
+
+    assert run_mmx(["train", *STEADY, "hydra.run.dir=full"], tmp_path).returncode == 0
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert [full["best"]["epoch"], full["final"]["epoch"]] == [3, 3], "every epoch must improve for this test"
+
+    def best_epoch(run):
+        return torch.load(tmp_path / run / "checkpoints" / "best.pt", weights_only=True)["epoch"]
+
+    # between best.pt and last.pt of epoch 2 (its second checkpoint write)
+    killed = stop_before("save_checkpoint", 2, 2, "kill", "between_checkpoints", tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert best_epoch("between_checkpoints") == 2  # an epoch past last.pt's, which the resume trains again
+    # between last.pt and summary.json of the final epoch
+    killed = stop_before("write_summary", 3, 1, "kill", "before_summary", tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert json.loads((tmp_path / "before_summary" / "summary.json").read_text())["epochs_done"] == 2
+
+    for run in ("between_checkpoints", "before_summary"):
+        resumed = run_mmx(["train", f"resume={run}"], tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+        summary = json.loads((tmp_path / run / "summary.json").read_text())
+        assert summary["finished"] and summary["final"] == full["final"] and summary["best"] == full["best"], run
+        assert best_epoch(run) == 3 and epochs_logged(tmp_path / run) == [1, 2, 3]
+    assert "summary.json rewritten from the final checkpoint" in resumed.stderr + resumed.stdout
+
+    interrupted = stop_before("write_summary", 2, 1, "ctrl-c", "ctrl_c", tmp_path)
+    assert interrupted.returncode == 130 and "Traceback" not in interrupted.stderr, interrupted.stderr
+    assert "the last checkpoint is" in interrupted.stderr
+    summary = json.loads((tmp_path / "ctrl_c" / "summary.json").read_text())
+    assert summary["epochs_done"] == 2 and summary["stopped"].startswith("interrupted") and not summary["finished"]
+    assert summary["best"] == torch.load(tmp_path / "ctrl_c" / "checkpoints" / "last.pt", weights_only=True)["best"]
