@@ -13,7 +13,8 @@ marked, for all ten digits and for the class subsets, and the spectrum ratio.
 
 Usage: python scripts/theory_study.py RUNS_DIR [--check CHECK_DIR] --out OUT
 ``--check`` holds runs of twice the length, for the table that says whether the excess loss had
-stopped falling.
+stopped falling. ``--replot OUT`` draws ``theory.png`` again from the measured ``theory_runs.csv``
+in OUT (the runs' checkpoints are not kept), and checks that they still give OUT's ``theory.csv``.
 """
 
 from __future__ import annotations
@@ -152,12 +153,23 @@ def _band(axis, part, metric: str, label: str, **style):
     return line
 
 
-def _width_axis(axis, widths) -> None:
+def spaced_labels(widths, first=(), ratio: float = 1.25) -> list[str]:
+    """A label for each width on a log axis, left blank where it would touch a labelled neighbour (closer than
+    ``ratio``); the widths in ``first`` (d - 1) are labelled before the others, then the ends, then the rest."""
+    widths = sorted(widths)
+    labelled: list = []
+    for width in [*(w for w in first if w in widths), widths[0], widths[-1], *widths]:
+        if all(max(width, w) / min(width, w) >= ratio for w in labelled):
+            labelled.append(width)
+    return [str(w) if w in labelled else "" for w in widths]
+
+
+def _width_axis(axis, widths, first=()) -> None:
     import matplotlib.ticker
 
     axis.set(xscale="log", xlabel="bottleneck width (units)")
     axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    axis.set_xticks(widths, labels=[str(w) for w in widths])
+    axis.set_xticks(widths, labels=spaced_labels(widths, first))
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
@@ -187,11 +199,11 @@ def plot(table: pd.DataFrame, path: Path) -> None:
                 middle.axvline(classes - 1, color=line.get_color(), linestyle="--", linewidth=1)
         middle.set_title("class subsets (dotted: floor; dashed: d - 1)")
         middle.set(yscale="log", ylabel="excess manifold mixup loss (nats)")
-        _width_axis(middle, sorted(subsets["width"].unique()))
+        _width_axis(middle, sorted(subsets["width"].unique()), [c - 1 for c in subsets["classes"].unique()])
         middle.legend(fontsize=7)
     for axis in (left, right):
         axis.axvline(most - 1, color="grey", linestyle="--", linewidth=1, label=f"d - 1 = {most - 1}")
-        _width_axis(axis, sorted(full["width"].unique()))
+        _width_axis(axis, sorted(full["width"].unique()), [most - 1])
         axis.legend(fontsize=7)
     left.set(yscale="log", ylabel="excess manifold mixup loss (nats)")
     right.set(ylabel="rest / largest singular value", title=f"d = {most}: class-conditional spectrum")
@@ -205,10 +217,15 @@ def plot(table: pd.DataFrame, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", type=Path)
+    parser.add_argument("runs", type=Path, nargs="?")
     parser.add_argument("--check", type=Path, default=None, help="the same runs trained twice as long")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--replot", type=Path, default=None, help="a folder this script wrote: draw its figure again")
     args = parser.parse_args()
+    if args.replot:
+        return replot(args.replot)
+    if not (args.runs and args.out):
+        parser.error("give RUNS_DIR and --out (or --replot OUT)")
     args.out.mkdir(parents=True, exist_ok=True)
 
     rows = measure_all(args.runs)
@@ -222,6 +239,21 @@ def main() -> int:
     plot(table, args.out / "theory.png")
     print(text, end="")
     print(json.dumps({"wrote": [str(args.out / n) for n in ("theory.csv", "theory.md", "theory.png")]}))
+    return 0
+
+
+def replot(out: Path) -> int:
+    """theory.png from theory_runs.csv, once the table made from those rows is checked to be theory.csv."""
+    rows = pd.read_csv(out / "theory_runs.csv")
+    table = aggregate(rows)
+    committed = pd.read_csv(out / "theory.csv")
+    try:
+        pd.testing.assert_frame_equal(table.reset_index(drop=True), committed, check_dtype=False, rtol=1e-12)
+    except AssertionError as error:
+        first = str(error).strip().splitlines()[0]
+        raise SystemExit(f"theory_study: {out}/theory_runs.csv no longer gives its theory.csv ({first}); nothing drawn")
+    plot(table, out / "theory.png")
+    print(json.dumps({"wrote": [str(out / "theory.png")], "from": str(out / "theory_runs.csv")}))
     return 0
 
 
