@@ -20,10 +20,11 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mmx.config import GROUPS, compose_train, finish, group_options, quote_paths
-from mmx.errors import UserError
+from mmx.errors import RunDiverged, UserError
 from mmx.run_dir import RunDir
 
 log = logging.getLogger("mmx")
@@ -52,6 +53,7 @@ HYDRA_FLAGS = (
     "-p",
     "--version",
 )
+DIVERGED: list[Path] = []  # the runs of this sweep that diverged (the sweep goes on without them)
 RANK = int(os.environ.get("RANK", 0))  # set by torchrun; only rank 0 writes a run directory
 
 # A resumed run keeps the .hydra/ of its first invocation; other ranks write none, and log nowhere.
@@ -184,7 +186,17 @@ def run_train(arguments: list[str]) -> int:
         kept = [o.get_key_element() for o in task if o.get_key_element() not in swept]
         extra = [f"hydra.sweep.dir={sweep.path}", f"hydra.job.config.override_dirname.exclude_keys=[{','.join(kept)}]"]
         with sweep.locked():
-            return hand_to_hydra(arguments, extra)
+            code = hand_to_hydra(arguments, extra)
+        if code == 0 and DIVERGED:
+            names = ", ".join(p.name for p in DIVERGED)
+            print(
+                f"mmx: error: {len(DIVERGED)} of the {len(jobs)} jobs in {sweep.path} diverged ({names}); the others "
+                f"ran, and each diverged run's summary.json says where it stopped",
+                file=sys.stderr,
+            )
+            DIVERGED.clear()
+            return 2
+        return code
     run = RunDir(resume) if resume else claim_run(explicit.get("hydra.run.dir"), jobs[0])
     with run.locked():
         return hand_to_hydra(arguments, [f"hydra.run.dir='{run.path}'"])
@@ -296,6 +308,13 @@ def train_command(cfg: DictConfig) -> None:
                 cfg, [k for k in keys if k != "resume" and not k.startswith("hydra")]
             )
         summary = train(cfg, run.path, resume=resume)
+    except RunDiverged as error:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            print(f"mmx: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        print(f"mmx: error in {run.path}: {error}; the sweep goes on with its other jobs", file=sys.stderr)
+        DIVERGED.append(run.path)
+        return
     except UserError as error:
         print(f"mmx: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -87,6 +87,17 @@ def epoch_row(epoch: int, lr: float, train: dict, test: dict, seconds: float) ->
     return row
 
 
+INTERRUPTED = "interrupted (SIGINT) after its last checkpoint"  # summary.json's ``stopped`` after a Ctrl-C
+
+
+def ending(summary: dict | None) -> str:
+    """How a run ended, from its summary.json: finished, diverged (any other ``stopped`` reason), interrupted,
+    or unfinished (still training, or killed)."""
+    if summary is None or not summary.get("stopped"):
+        return "finished" if summary and summary.get("finished") else "unfinished"
+    return "interrupted" if summary["stopped"] == INTERRUPTED else "diverged"
+
+
 def test_record(test: dict, epoch: int) -> dict:
     """summary.json's ``final``/``best`` entry: every test metric and the epoch."""
     return {**{name: test[name] for name in TEST_METRICS}, "epoch": epoch}

@@ -20,9 +20,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mmx import distributed, gpu_slots
 from mmx.config import hparams
 from mmx.distributed import Ranks
-from mmx.errors import UserError
+from mmx.errors import RunDiverged
 from mmx.parts import device_name, resolve_device, show_progress
-from mmx.run_dir import TEST_METRICS, RunDir, code_version, epoch_row, test_record
+from mmx.run_dir import INTERRUPTED, TEST_METRICS, RunDir, code_version, epoch_row, test_record
 from mmx.trainer import Diverged, Trainer
 
 log = logging.getLogger("mmx")
@@ -130,7 +130,8 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
         )
         if main:
             run.write_summary(record.summary(saved, stopped=str(error)))
-        raise UserError(f"{error}; {kept}; lower optim.lr or try loss/precision settings that keep it finite") from None
+        fix = "lower optim.lr or try loss/precision settings that keep it finite"
+        raise RunDiverged(f"{error}; {kept}; {fix}") from None
     summary = record.summary(cfg.epochs)
     if ranks.active:
         summary["parameters_in_sync"] = distributed.parameters_in_sync(trainer.network, ranks)
@@ -139,9 +140,6 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
     if main:
         run.write_summary(summary)
     return summary
-
-
-INTERRUPTED = "interrupted (SIGINT) after its last checkpoint"
 
 
 def finished_summary(run: RunDir, record: Record, epochs_done: int) -> dict:

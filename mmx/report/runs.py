@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from mmx.errors import UserError
 from mmx.report.cells import cell_key, settings_of
-from mmx.run_dir import TEST_METRICS, RunDir
+from mmx.run_dir import TEST_METRICS, RunDir, ending
 
 log = logging.getLogger("mmx")
 
@@ -58,10 +58,11 @@ def read_run(run_dir: Path) -> dict:
     settings = settings_of(cfg, (summary or {}).get("precision"))
     row.update(cell=cell_key(settings), precision=settings["precision"])
     if summary is None:  # killed during its first epoch
-        return {**row, "finished": False, "epochs_done": 0}
+        return {**row, "finished": False, "epochs_done": 0, "ended": ending(None)}
     try:
         row.update(
             finished=bool(summary["finished"]),
+            ended=ending(summary),
             epochs_done=int(summary["epochs_done"]),
             best_epoch=(summary["best"] or {}).get("epoch"),
         )

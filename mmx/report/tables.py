@@ -53,9 +53,9 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         row = {**identity(cell), **{column_name(k): cell.settings.get(k) for k in keys}}
         row.update(seeds=done["seed"].nunique(), unfinished=len(pending))
         status = []
-        if not pending.empty:
-            epochs = ", ".join(str(e) for e in sorted(pending["epochs_done"]))
-            status.append(f"{len(pending)} unfinished (epochs done: {epochs} of {int(group['epochs'].iloc[0])})")
+        for how, runs_ended in pending.groupby("ended", sort=True):  # diverged, interrupted, unfinished
+            epochs = ", ".join(str(e) for e in sorted(runs_ended["epochs_done"]))
+            status.append(f"{len(runs_ended)} {how} (epochs done: {epochs} of {int(group['epochs'].iloc[0])})")
         if cell.note():
             status.append(cell.note())
         row["status"] = "; ".join(status)
@@ -199,7 +199,7 @@ def brief(runs: pd.DataFrame) -> str:
     """One line per run: what it trained and how it ended (``mmx tables --brief``)."""
     header = (
         f"{'dataset':<9} {'model':<15} {'mixup':<9} {'alpha':>5} {'seed':>4} {'epochs':>9}  {'test error %':>12} "
-        f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6}"
+        f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6}  ended"
     )
     lines = [header, "-" * len(header)]
     order = runs.assign(_regime=runs["regime"].map(lambda r: REGIME_ORDER.get(r, 9)))
@@ -210,6 +210,7 @@ def brief(runs: pd.DataFrame) -> str:
         lines.append(
             f"{r['dataset']:<9} {r['model']:<15} {r['regime']:<9} {alpha:>5} {r['seed']:>4} {done:>9}  "
             f"{r.get('final_error', math.nan):>12.2f} {r.get('final_nll', math.nan):>8.4f} "
-            f"{r.get('final_ece', math.nan):>6.3f}  {r.get('best_error', math.nan):>12.2f} {best_epoch:>6}"
+            f"{r.get('final_ece', math.nan):>6.3f}  {r.get('best_error', math.nan):>12.2f} {best_epoch:>6}  "
+            f"{r['ended']}"
         )
     return "\n".join(lines)

@@ -117,6 +117,27 @@ def test_a_diverging_run_stops_within_a_few_steps_and_says_so_in_its_summary(tmp
     assert summary["finished"] is False and summary["stopped"].startswith("the training loss became nan")
 
 
+def test_a_diverging_job_of_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
+    """An lr sweep where one learning rate diverges: the other jobs still train, the sweep ends with one sentence
+    naming the diverged job and a non-zero exit, and the tables say "diverged", not "unfinished"."""
+    sweep = ["train", "-m", *TINY, "epochs=1", "optim.lr=1e6,0.1,0.05", "hydra.sweep.dir=lr"]
+    result = run_mmx(sweep, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "mmx: error: 1 of the 3 jobs in lr diverged (0_optim.lr=1000000.0); the others ran, and "
+        "each diverged run's summary.json says where it stopped"
+    )
+    summaries = {p.parent.name: strict_json(p) for p in (tmp_path / "lr").glob("*/summary.json")}
+    assert sorted(summaries) == ["0_optim.lr=1000000.0", "1_optim.lr=0.1", "2_optim.lr=0.05"]
+    assert summaries["0_optim.lr=1000000.0"]["stopped"].startswith("the training loss became nan")
+    assert summaries["1_optim.lr=0.1"]["finished"] and summaries["2_optim.lr=0.05"]["finished"]
+
+    brief = run_mmx(["tables", "lr", "--brief"], tmp_path)
+    assert sorted(line.split()[-1] for line in brief.stdout.splitlines()[2:]) == ["diverged", "finished", "finished"]
+    assert run_mmx(["tables", "lr", "--out", "tables"], tmp_path).returncode == 0
+    assert "| 1 diverged (epochs done: 0 of 1) |" in (tmp_path / "tables" / "runs.md").read_text()
+
+
 def test_non_finite_test_metrics_are_divergence_and_keep_the_last_good_checkpoint_true(tmp_path):
     result = run_mmx(
         ["train", *QUICK, "hydra.run.dir=run", "model._target_=crash_models.InfiniteInEvalPreActResNet"],
