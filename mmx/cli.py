@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mmx.config import GROUPS, compose_train, finish, group_options, quote_paths
 from mmx.errors import RunDiverged, UserError
-from mmx.run_dir import RunDir
+from mmx.run_dir import RunDir, ending
 
 log = logging.getLogger("mmx")
 
@@ -53,7 +53,9 @@ HYDRA_FLAGS = (
     "-p",
     "--version",
 )
-DIVERGED: list[Path] = []  # the runs of this sweep that diverged (the sweep goes on without them)
+# Set while `resume=SWEEP_DIR` continues a sweep: each job resumes, or starts, in its folder. In the environment, so
+# that jobs a launcher runs in other processes (submitit) see it too.
+CONTINUING = "MMX_CONTINUING_SWEEP"
 RANK = int(os.environ.get("RANK", 0))  # set by torchrun; only rank 0 writes a run directory
 
 # A resumed run keeps the .hydra/ of its first invocation; other ranks write none, and log nowhere.
@@ -163,11 +165,19 @@ def run_train(arguments: list[str]) -> int:
         train_command()
         return 0
     multirun = any(a in ("-m", "--multirun") for a in arguments)
-    overrides = quote_paths([a for a in arguments if a not in ("-m", "--multirun")], ("resume", "hydra.run.dir"))
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    task = [o for o in parsed if not o.get_key_element().startswith("hydra")]
+    parsed, task = parse_overrides([a for a in arguments if a not in ("-m", "--multirun")])
     resume = next((o.value() for o in task if o.get_key_element() == "resume"), None)
     explicit = {o.get_key_element(): o.value() for o in parsed if o.get_key_element().startswith("hydra.")}
+    continued = RunDir(resume) if resume and RunDir(resume).is_sweep() else None
+    if continued:
+        given = [o.input_line for o in parsed if o.get_key_element() != "resume"]
+        if given or multirun:
+            raise UserError(
+                f"resume={resume} continues a sweep with the settings it was started with; drop "
+                f"{' '.join(given) or '-m'} (to change them, start a new sweep)"
+            )
+        arguments, multirun, resume = ["-m", *continued.sweep_overrides()], True, None
+        parsed, task = parse_overrides(arguments[1:])
 
     from mmx.parts import check_environment  # torch: only once a run is really asked for
 
@@ -181,25 +191,36 @@ def run_train(arguments: list[str]) -> int:
         scratch = Path(tempfile.gettempdir()) / f"mmx-rank{RANK}-{os.getppid()}"
         return hand_to_hydra(arguments, [f"hydra.run.dir={scratch}"])
     if multirun:
-        sweep = claim_sweep(explicit.get("hydra.sweep.dir"))
+        sweep = continued or claim_sweep(explicit.get("hydra.sweep.dir"))
+        if continued:
+            os.environ[CONTINUING] = str(continued.path)
         swept = sorted({o.get_key_element() for o in task if o.is_sweep_override()})
         kept = [o.get_key_element() for o in task if o.get_key_element() not in swept]
         extra = [f"hydra.sweep.dir={sweep.path}", f"hydra.job.config.override_dirname.exclude_keys=[{','.join(kept)}]"]
-        with sweep.locked():
-            code = hand_to_hydra(arguments, extra)
-        if code == 0 and DIVERGED:
-            names = ", ".join(p.name for p in DIVERGED)
+        try:
+            with sweep.locked():
+                code = hand_to_hydra(arguments, extra)
+        finally:
+            os.environ.pop(CONTINUING, None)
+        diverged = [p.parent.name for p in sorted(sweep.path.glob("*/summary.json")) if diverged_run(p.parent)]
+        if code == 0 and diverged:
+            names = ", ".join(diverged)
             print(
-                f"mmx: error: {len(DIVERGED)} of the {len(jobs)} jobs in {sweep.path} diverged ({names}); the others "
+                f"mmx: error: {len(diverged)} of the {len(jobs)} jobs in {sweep.path} diverged ({names}); the others "
                 f"ran, and each diverged run's summary.json says where it stopped",
                 file=sys.stderr,
             )
-            DIVERGED.clear()
             return 2
         return code
     run = RunDir(resume) if resume else claim_run(explicit.get("hydra.run.dir"), jobs[0])
     with run.locked():
         return hand_to_hydra(arguments, [f"hydra.run.dir='{run.path}'"])
+
+
+def parse_overrides(arguments: list[str]) -> tuple[list, list]:
+    """Hydra's parse of the command line's overrides: all of them, and the task's (those not of ``hydra``)."""
+    parsed = OverridesParser.create().parse_overrides(quote_paths(arguments, ("resume", "hydra.run.dir")))
+    return parsed, [o for o in parsed if not o.get_key_element().startswith("hydra")]
 
 
 def expand(task_overrides) -> list[list[str]]:
@@ -241,8 +262,8 @@ def claim_sweep(explicit: str | None) -> RunDir:
         path = Path(resolve(explicit))
         if holds_runs(path):
             raise UserError(
-                f"{path} already holds the runs of a sweep; choose another hydra.sweep.dir (or resume its "
-                f"runs one by one with resume=)"
+                f"{path} already holds the runs of a sweep; continue it with resume={path}, or choose another "
+                f"hydra.sweep.dir"
             )
         if not path.exists():
             path.mkdir(parents=True)
@@ -292,6 +313,22 @@ def hand_to_hydra(arguments: list[str], extra: list[str]) -> int:
     return 0
 
 
+def diverged_run(path: Path) -> bool:
+    return ending(RunDir(path).read_summary()) == "diverged"
+
+
+def resumes_in_continued_sweep(run: RunDir) -> bool:
+    """A job of a sweep being continued: resume it from its last.pt (finished ones then do nothing), or, with none,
+    train it from the start; a job that diverged before is left as it is."""
+    summary = run.read_summary()
+    if ending(summary) == "diverged":
+        raise RunDiverged(f"it had diverged ({summary['stopped']}); it is left as it was")
+    if run.checkpoint_path("last").is_file():
+        return True
+    run.discard_first_epoch()
+    return False
+
+
 @hydra.main(config_path="pkg://mmx.configs", config_name="train", version_base="1.3")
 def train_command(cfg: DictConfig) -> None:
     from mmx.train import train  # heavy imports (torch) after Hydra has parsed --help and friends
@@ -300,11 +337,13 @@ def train_command(cfg: DictConfig) -> None:
     run = RunDir(hydra_cfg.runtime.output_dir)
     try:
         cfg = finish(cfg, hydra_cfg.runtime.choices.get("experiment"))
-        resume = bool(cfg.resume)
+        resume = bool(cfg.resume) or (CONTINUING in os.environ and resumes_in_continued_sweep(run))
+        if not resume and run.checkpoint_path("last").exists():  # never train afresh over a run's checkpoints
+            raise UserError(f"{run.path} already holds a run; continue it with resume={run.path}")
         if resume:
             keys = [o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task]
             # every process reads the run's own config (torchrun's other ranks run in a scratch folder)
-            cfg = RunDir(cfg.resume).config_for_resume(
+            cfg = RunDir(cfg.resume or run.path).config_for_resume(
                 cfg, [k for k in keys if k != "resume" and not k.startswith("hydra")]
             )
         summary = train(cfg, run.path, resume=resume)
@@ -313,7 +352,6 @@ def train_command(cfg: DictConfig) -> None:
             print(f"mmx: error: {error}", file=sys.stderr)
             sys.exit(2)
         print(f"mmx: error in {run.path}: {error}; the sweep goes on with its other jobs", file=sys.stderr)
-        DIVERGED.append(run.path)
         return
     except UserError as error:
         print(f"mmx: error: {error}", file=sys.stderr)

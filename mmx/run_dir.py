@@ -26,6 +26,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from mmx.errors import UserError
 
 CONFIG, SUMMARY, METRICS, EVAL = "config.yaml", "summary.json", "metrics.csv", "eval.json"
 TENSORBOARD, CHECKPOINTS, LOCK = "tb", "checkpoints", ".lock"
+SWEEP = "multirun.yaml"  # Hydra's record of a sweep, in the sweep's folder
 CHECKPOINT_NAMES = ("best", "last")
 
 
@@ -123,6 +125,29 @@ class RunDir:
 
     def is_run(self) -> bool:
         return self.config_path.is_file()
+
+    def is_sweep(self) -> bool:
+        return (self.path / SWEEP).is_file()
+
+    def sweep_overrides(self) -> list[str]:
+        """The overrides the sweep in this folder was started with: the launcher's, then the task's (its jobs follow
+        from them). Not those mmx adds to every sweep: its folder, the keys that name its jobs, the mode."""
+        added = ("hydra.sweep.dir=", "hydra.job.config.override_dirname.exclude_keys=", "hydra.mode=")
+        try:
+            overrides = OmegaConf.load(self.path / SWEEP).hydra.overrides
+            given = [*overrides.hydra, *overrides.task]
+            return [str(override) for override in given if not str(override).startswith(added)]
+        except Exception as error:
+            raise UserError(
+                f"{self.path / SWEEP} is damaged ({_first_line(error)}); its sweep cannot be continued, but each "
+                f"of its runs can be, with resume=RUN_DIR"
+            ) from None
+
+    def discard_first_epoch(self) -> None:
+        """Forget the files of a start that never reached a checkpoint, before the run trains again from scratch."""
+        shutil.rmtree(self.tensorboard_path, ignore_errors=True)
+        for path in (self.summary_path, self.metrics_path):
+            path.unlink(missing_ok=True)
 
     # --- writers ---------------------------------------------------------------------------------
 

@@ -138,6 +138,35 @@ def test_a_diverging_job_of_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert "| 1 diverged (epochs done: 0 of 1) |" in (tmp_path / "tables" / "runs.md").read_text()
 
 
+def test_a_killed_sweep_continues_with_resume_to_the_results_of_an_uninterrupted_one(tmp_path):
+    """SIGKILL once the second job has a checkpoint: the first job diverged, the second is mid-run, the third never
+    started. ``resume=SWEEP`` leaves the first as it was, resumes the second, trains the third, and ends where the
+    uninterrupted sweep ends; a second continuation has nothing left to do."""
+    lrs = ["trainer.deterministic=true", "epochs=2", "optim.lr=1e6,0.1,0.05"]
+    assert run_mmx(["train", "-m", *TINY, *lrs, "hydra.sweep.dir=full"], tmp_path).returncode == 2
+    sweep = start(["train", "-m", *TINY, *lrs, "hydra.sweep.dir=cut"], tmp_path)
+    second = tmp_path / "cut" / "1_optim.lr=0.1"
+    deadline = time.time() + 120
+    while not (second / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    sweep.kill()
+    sweep.communicate()
+    assert not (second / "summary.json").exists() or not strict_json(second / "summary.json")["finished"]
+
+    refused = run_mmx(["train", "resume=cut", "epochs=3"], tmp_path)
+    assert_one_sentence_error(refused, "continues a sweep with the settings it was started with; drop epochs=3")
+    continued = run_mmx(["train", "resume=cut"], tmp_path)
+    assert continued.returncode == 2 and "Traceback" not in continued.stderr, continued.stderr
+    assert "it had diverged" in continued.stderr and f"resuming {second} from epoch 1" in continued.stdout
+    assert "1 of the 3 jobs in cut diverged (0_optim.lr=1000000.0)" in continued.stderr.splitlines()[-1]
+    for job in ("1_optim.lr=0.1", "2_optim.lr=0.05"):
+        full, cut = (strict_json(tmp_path / sweep / job / "summary.json") for sweep in ("full", "cut"))
+        assert cut["finished"] and cut["final"] == full["final"] and cut["best"] == full["best"], job
+        assert (tmp_path / "cut" / job / "metrics.csv").read_text().count("\n") == 3  # header and 2 epochs
+    again = run_mmx(["train", "resume=cut"], tmp_path)
+    assert again.returncode == 2 and again.stdout.count("has already finished its 2 epochs; nothing to do") == 2
+
+
 def test_non_finite_test_metrics_are_divergence_and_keep_the_last_good_checkpoint_true(tmp_path):
     result = run_mmx(
         ["train", *QUICK, "hydra.run.dir=run", "model._target_=crash_models.InfiniteInEvalPreActResNet"],
