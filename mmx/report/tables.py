@@ -196,10 +196,11 @@ def write_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def brief(runs: pd.DataFrame) -> str:
-    """One line per run: what it trained and how it ended (``mmx tables --brief``)."""
+    """One line per run: what it trained, how it ended, and its folder (a sweep's names say what it swept)
+    (``mmx tables --brief``)."""
     header = (
         f"{'dataset':<9} {'model':<15} {'mixup':<9} {'alpha':>5} {'seed':>4} {'epochs':>9}  {'test error %':>12} "
-        f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6}  ended"
+        f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6}  {'ended':<11} run"
     )
     lines = [header, "-" * len(header)]
     order = runs.assign(_regime=runs["regime"].map(lambda r: REGIME_ORDER.get(r, 9)))
@@ -211,6 +212,6 @@ def brief(runs: pd.DataFrame) -> str:
             f"{r['dataset']:<9} {r['model']:<15} {r['regime']:<9} {alpha:>5} {r['seed']:>4} {done:>9}  "
             f"{r.get('final_error', math.nan):>12.2f} {r.get('final_nll', math.nan):>8.4f} "
             f"{r.get('final_ece', math.nan):>6.3f}  {r.get('best_error', math.nan):>12.2f} {best_epoch:>6}  "
-            f"{r['ended']}"
+            f"{r['ended']:<11} {Path(r['run_dir']).name}"
         )
     return "\n".join(lines)
