@@ -196,15 +196,22 @@ class RunDir:
         return read_json(self.eval_path) if self.eval_path.exists() else None
 
     def read_metrics(self) -> list[dict]:
-        """metrics.csv's rows as numbers (empty before the first epoch has ended)."""
+        """metrics.csv's rows as numbers (empty before the first epoch has ended).
+
+        A last line without its newline is a row whose write a crash cut short (every row is written whole, newline
+        last): it is left out, as an epoch that did not end; any other bad row means the file is damaged.
+        """
         if not self.metrics_path.exists():
             return []
         try:
             with open(self.metrics_path, newline="") as handle:
-                return [
-                    {k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(handle)
-                ]
-        except (ValueError, TypeError, csv.Error) as error:
+                text = handle.read()
+            whole = text[: text.rfind("\n") + 1]
+            return [
+                {k: float(v) if k != "epoch" else int(v) for k, v in row.items()}
+                for row in csv.DictReader(io.StringIO(whole))
+            ]
+        except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as error:
             raise UserError(f"{self.metrics_path} is damaged ({_first_line(error)})") from None
 
     def load_checkpoint(self, which: str = "last") -> dict:

@@ -203,3 +203,26 @@ def test_the_code_version_is_dirty_for_changed_code_not_for_regenerated_results(
     (tmp_path / "mmx" / "train.py").write_text("lr = 0.2\n")
     version = code_version(tmp_path / "mmx")
     assert version["dirty"] is True and len(version["commit"]) == 40
+
+
+def test_a_row_cut_short_by_a_crash_is_an_epoch_that_did_not_end(tmp_path):
+    """A crash of the machine can leave the last row of metrics.csv half written: a resume (and the tables) leave it
+    out instead of refusing the file; a bad row that is not the cut-short tail still means the file is damaged."""
+    import pytest
+
+    from mmx.errors import UserError
+    from mmx.run_dir import COLUMNS
+
+    run = RunDir(tmp_path)
+    log = run.metrics_log()
+    log.append({column: 1.0 for column in COLUMNS} | {"epoch": 1})
+    log.close()
+    whole = run.metrics_path.read_text()
+    run.metrics_path.write_text(whole + "2,0.1,0.5")  # epoch 2's row, cut short before its newline
+    assert [row["epoch"] for row in run.read_metrics()] == [1]
+    run.metrics_log(resume_epoch=1).close()
+    assert run.metrics_path.read_text() == whole
+
+    run.metrics_path.write_text(whole + "2,0.1,0.5\n" + whole.splitlines()[1] + "\n")
+    with pytest.raises(UserError, match="metrics.csv is damaged"):
+        run.read_metrics()
