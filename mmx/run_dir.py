@@ -366,7 +366,9 @@ def write_atomic(path: Path, write: Callable) -> None:
     """``write(binary file)`` into a temporary file of this writer's own beside ``path``, then rename it.
 
     The temporary name is unique per process and call, so concurrent writers never share one; on
-    any failure it is removed, and a full disk is named as such.
+    any failure it is removed, and a full disk is named as such. The file and then its folder are synced, so after
+    a machine crash each path holds its old or its new file, and files written one after another (best.pt before
+    last.pt) reach the disk in that order.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -376,11 +378,20 @@ def write_atomic(path: Path, write: Callable) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _sync_folder(path.parent)  # the rename itself reaches the disk now, in the order the files were written
     except BaseException as error:
         tmp.unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise _write_error(error, path) from None
         raise
+
+
+def _sync_folder(folder: Path) -> None:
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _write_error(error: OSError, path: Path) -> UserError:
