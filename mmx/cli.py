@@ -359,10 +359,12 @@ def train_command(cfg: DictConfig) -> None:
     except KeyboardInterrupt:
         last = run.checkpoint_path("last")
         where = (
-            f"the last checkpoint is {last}; continue with `mmx train resume={run.path}`"
-            if last.exists()
-            else "no epoch had finished, so there is no checkpoint"
+            f"the last checkpoint is {last}" if last.exists() else "no epoch had finished, so there is no checkpoint"
         )
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            where += f"; continue the sweep with `mmx train resume={Path(hydra_cfg.sweep.dir).absolute()}`"
+        elif last.exists():
+            where += f"; continue with `mmx train resume={run.path}`"
         print(f"mmx: interrupted; {where}", file=sys.stderr)
         sys.exit(130)
     final, best = summary["final"], summary["best"]

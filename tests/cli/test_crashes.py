@@ -168,6 +168,28 @@ def test_a_killed_sweep_continues_with_resume_to_the_results_of_an_uninterrupted
     assert again.returncode == 2 and again.stdout.count("has already finished its 2 epochs; nothing to do") == 2
 
 
+def test_ctrl_c_in_a_sweep_names_the_sweep_to_continue_and_the_continuation_finishes_it(tmp_path):
+    sweep = start(["train", "-m", *TINY, "epochs=2", "seed=0,1", "hydra.sweep.dir=seeds"], tmp_path)
+    first = tmp_path / "seeds" / "0_seed=0"
+    deadline = time.time() + 120
+    while not (first / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGSTOP)
+    sweep.send_signal(signal.SIGINT)
+    sweep.send_signal(signal.SIGCONT)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        f"mmx: interrupted; the last checkpoint is {first / 'checkpoints' / 'last.pt'}; continue the sweep with "
+        f"`mmx train resume={tmp_path / 'seeds'}`"
+    )
+    assert strict_json(first / "summary.json")["stopped"].startswith("interrupted")
+    continued = run_mmx(["train", f"resume={tmp_path / 'seeds'}"], tmp_path)
+    assert continued.returncode == 0, continued.stderr
+    summaries = [strict_json(p) for p in sorted((tmp_path / "seeds").glob("*/summary.json"))]
+    assert [(s["seed"], s["finished"], s["stopped"]) for s in summaries] == [(0, True, None), (1, True, None)]
+
+
 def test_non_finite_test_metrics_are_divergence_and_keep_the_last_good_checkpoint_true(tmp_path):
     result = run_mmx(
         ["train", *QUICK, "hydra.run.dir=run", "model._target_=crash_models.InfiniteInEvalPreActResNet"],
