@@ -58,8 +58,16 @@ HYDRA_FLAGS = (
 CONTINUING = "MMX_CONTINUING_SWEEP"
 RANK = int(os.environ.get("RANK", 0))  # set by torchrun; only rank 0 writes a run directory
 
-# A resumed run keeps the .hydra/ of its first invocation; other ranks write none, and log nowhere.
-OmegaConf.register_new_resolver("mmx_hydra_subdir", lambda resume: None if resume or RANK else ".hydra", replace=True)
+
+def hydra_subdir(resume: str | None, output_dir: str) -> str | None:
+    """A resumed run keeps the .hydra/ of its first invocation, as does a job a continued sweep resumes; other
+    ranks write none."""
+    kept = resume or (CONTINUING in os.environ and (Path(output_dir) / ".hydra").is_dir())
+    return None if kept or RANK else ".hydra"
+
+
+OmegaConf.register_new_resolver("mmx_hydra_subdir", hydra_subdir, replace=True)
+# Other ranks log nowhere.
 OmegaConf.register_new_resolver("mmx_log_file", lambda path: path if RANK == 0 else os.devnull, replace=True)
 # Sweep subdirectories are named by their overrides; experiment names hold "/", which would nest them.
 OmegaConf.register_new_resolver("mmx_slug", lambda text: str(text).replace("/", "-"), replace=True)

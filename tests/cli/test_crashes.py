@@ -154,6 +154,7 @@ def test_a_killed_sweep_continues_with_resume_to_the_results_of_an_uninterrupted
     sweep.communicate()
     assert not (second / "summary.json").exists() or not strict_json(second / "summary.json")["finished"]
 
+    first_invocation = (second / ".hydra" / "hydra.yaml").stat().st_mtime_ns
     refused = run_mmx(["train", "resume=cut", "epochs=3"], tmp_path)
     assert_one_sentence_error(refused, "continues a sweep with the settings it was started with; drop epochs=3")
     continued = run_mmx(["train", "resume=cut"], tmp_path)
@@ -164,6 +165,8 @@ def test_a_killed_sweep_continues_with_resume_to_the_results_of_an_uninterrupted
         full, cut = (strict_json(tmp_path / sweep / job / "summary.json") for sweep in ("full", "cut"))
         assert cut["finished"] and cut["final"] == full["final"] and cut["best"] == full["best"], job
         assert (tmp_path / "cut" / job / "metrics.csv").read_text().count("\n") == 3  # header and 2 epochs
+    assert (second / ".hydra" / "hydra.yaml").stat().st_mtime_ns == first_invocation  # kept, as a resume keeps it
+    assert (tmp_path / "cut" / "2_optim.lr=0.05" / ".hydra" / "overrides.yaml").is_file()  # a job started now has one
     again = run_mmx(["train", "resume=cut"], tmp_path)
     assert again.returncode == 2 and again.stdout.count("has already finished its 2 epochs; nothing to do") == 2
 
