@@ -60,8 +60,8 @@ RANK = int(os.environ.get("RANK", 0))  # set by torchrun; only rank 0 writes a r
 
 
 def hydra_subdir(resume: str | None, output_dir: str) -> str | None:
-    """A resumed run keeps the .hydra/ of its first invocation, as does a job a continued sweep resumes; other
-    ranks write none."""
+    """A resumed run keeps the .hydra/ of its first invocation, as does any job of a continued sweep that has one;
+    other ranks write none."""
     kept = resume or (CONTINUING in os.environ and (Path(output_dir) / ".hydra").is_dir())
     return None if kept or RANK else ".hydra"
 

@@ -95,9 +95,10 @@ INTERRUPTED = "interrupted (SIGINT) after its last checkpoint"  # summary.json's
 def ending(summary: dict | None) -> str:
     """How a run ended, from its summary.json: finished, diverged (any other ``stopped`` reason), interrupted,
     or unfinished (still training, or killed)."""
-    if summary is None or not summary.get("stopped"):
-        return "finished" if summary and summary.get("finished") else "unfinished"
-    return "interrupted" if summary["stopped"] == INTERRUPTED else "diverged"
+    stopped = (summary or {}).get("stopped")
+    if stopped:
+        return "interrupted" if stopped == INTERRUPTED else "diverged"
+    return "finished" if summary and summary.get("finished") else "unfinished"
 
 
 def test_record(test: dict, epoch: int) -> dict:
