@@ -404,6 +404,13 @@ def check_config(cfg: DictConfig) -> None:
             f"{cfg.dataset.num_classes} classes (0 to {cfg.dataset.num_classes - 1}); list the classes to keep, "
             f"or null for all"
         )
+    channels = cfg.dataset.channels
+    for key in ("mean", "std"):
+        if len(cfg.dataset[key]) != channels:
+            raise UserError(
+                f"dataset.{key}={list(cfg.dataset[key])} has {len(cfg.dataset[key])} value(s) but dataset.channels="
+                f"{channels}; give one {key} per channel"
+            )
     if not DEVICE.match(str(cfg.trainer.device)):
         raise UserError(
             f"trainer.device={cfg.trainer.device} is not a device; use auto, cpu, cuda, cuda:N or cuda:free"
