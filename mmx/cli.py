@@ -378,11 +378,12 @@ def train_command(cfg: DictConfig) -> None:
     final, best = summary["final"], summary["best"]
     if final:
         log.info(
-            "done: final test acc %.2f%% (NLL %.4f, ECE %.4f); best %.2f%% at epoch %d; %s",
+            "done: final test acc %.2f%% (NLL %.4f, ECE %.4f); best %.2f%% at epoch %d (chosen on %s); %s",
             final["acc"],
             final["nll"],
             final["ece"],
             best["acc"],
             best["epoch"],
+            summary["best_chosen_on"],
             run.path,
         )

@@ -50,6 +50,8 @@ class DatasetSchema:
     train_images: int = rule(min=1)  # the release's training set (cost estimates)
     labels_per_class: Optional[int] = rule(None, min=1, why="it is the number of training images kept per class")
     classes: Optional[List[int]] = rule(None, min=0, why="they are class labels")
+    val_size: Any = None  # N images, or a fraction in (0, 1), held out of the training set per class
+    val_seed: int = rule(0, min=0, max=SEED_MAX)  # which images the validation split holds (not the run's seed)
     crop_padding: Optional[int] = rule(0, min=0)
     flip: Optional[bool] = None
     mean: List[float] = MISSING
@@ -404,6 +406,10 @@ def check_config(cfg: DictConfig) -> None:
             f"{cfg.dataset.num_classes} classes (0 to {cfg.dataset.num_classes - 1}); list the classes to keep, "
             f"or null for all"
         )
+    if cfg.dataset.get("val_size") is not None:
+        from mmx.data.holdout import check_size
+
+        check_size(cfg.dataset.val_size, "dataset.val_size")  # its type and range; the count is checked on the data
     channels = cfg.dataset.channels
     for key in ("mean", "std"):
         if len(cfg.dataset[key]) != channels:
@@ -472,7 +478,13 @@ def _show(value) -> str:
 
 # Settings added after runs had been made, with the value that does what those runs did: a run whose config
 # lacks one of them ran with that value (its cell, its resume).
-ADDED_SETTINGS = {"mixup.points_per_step": 1, "trainer.eval_every": 1, "dataset.classes": None}
+ADDED_SETTINGS = {
+    "mixup.points_per_step": 1,
+    "trainer.eval_every": 1,
+    "dataset.classes": None,
+    "dataset.val_size": None,
+    "dataset.val_seed": 0,
+}
 
 # Settings that cannot change a run's numbers (beyond float rounding of equivalent computations).
 NOT_RESULTS = (

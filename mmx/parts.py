@@ -113,11 +113,13 @@ def configure_backends(trainer: DictConfig, device: torch.device) -> None:
 
 
 def load_data(dataset: DictConfig) -> Splits:
-    """The dataset's splits as its loader returns them (on the CPU), cut to ``classes`` and then to
-    ``labels_per_class`` if set."""
+    """The dataset's splits as its loader returns them (on the CPU), cut to ``classes``, with ``val_size``
+    training images held out for validation, and the rest cut to ``labels_per_class``, each if set."""
     data = instantiate(dataset.source)
     if dataset.get("classes") is not None:
         data = data.with_classes(list(dataset.classes))
+    if dataset.get("val_size") is not None:
+        data = data.with_validation(dataset.val_size, dataset.get("val_seed", 0))
     if dataset.labels_per_class is not None:
         data = data.with_labels_per_class(dataset.labels_per_class)
     return data

@@ -3,9 +3,11 @@
     RUN/
       config.yaml           the resolved config; written first, it marks the folder as a run
       summary.json          what was trained, with which code, and how it ended
-      metrics.csv, tb/      one row per epoch (EPOCH_METRICS), as CSV and TensorBoard events
+      metrics.csv, tb/      one row per epoch (EPOCH_METRICS, and VAL_METRICS with a validation split), as CSV
+                            and TensorBoard events
                             (per trainer.eval_every epochs: the training columns cover them all)
-      checkpoints/last.pt   every recorded epoch; best.pt at each new lowest test error
+      checkpoints/last.pt   every recorded epoch; best.pt at each new lowest validation (or, without a
+                            validation split, test) error
       eval.json             mmx eval (and reliability.png); spectrum.json: mmx spectrum
       train.log, .hydra/    the console log, and Hydra's record of the invocation
       .lock                 held by the process that trains in the folder
@@ -71,12 +73,22 @@ EPOCH_METRICS = (
     Metric("train_images_per_second", "throughput/images_per_second", 0),
     Metric("test_top5", "test/top5", 2, False, "top5", "top-5 %"),
 )
+# The validation split's numbers (runs with dataset.val_size): metrics.csv columns after the others, and the
+# val_* entries of summary.json's final and best.
+VAL_METRICS = (
+    Metric("val_acc", "val/acc", 2, False, "val_acc", "val acc %"),
+    Metric("val_error", "val/error", 2, True, "val_error", "val error %"),
+    Metric("val_nll", "val/nll", 3, True, "val_nll", "val NLL"),
+    Metric("val_ece", "val/ece", 3, True, "val_ece", "val ECE"),
+)
 COLUMNS = [m.column for m in EPOCH_METRICS]
+VAL_COLUMNS = [m.column for m in VAL_METRICS]
 TEST_METRICS = {m.summary: m for m in EPOCH_METRICS if m.summary}  # acc, error, nll, ece, top5
+VALIDATION = {m.summary: m for m in VAL_METRICS}  # val_acc, val_error, val_nll, val_ece
 
 
-def epoch_row(epoch: int, lr: float, train: dict, test: dict, seconds: float) -> dict:
-    """metrics.csv's row for one epoch, from the trainer's statistics and the test metrics."""
+def epoch_row(epoch: int, lr: float, train: dict, test: dict, seconds: float, val: dict | None = None) -> dict:
+    """metrics.csv's row for one epoch, from the trainer's statistics and the test (and validation) metrics."""
     row = {
         "epoch": epoch,
         "lr": lr,
@@ -86,6 +98,8 @@ def epoch_row(epoch: int, lr: float, train: dict, test: dict, seconds: float) ->
         "train_images_per_second": train["train_images_per_second"],
     }
     row.update({metric.column: test[name] for name, metric in TEST_METRICS.items()})
+    if val is not None:
+        row.update({metric.column: val[name.removeprefix("val_")] for name, metric in VALIDATION.items()})
     return row
 
 
@@ -101,9 +115,18 @@ def ending(summary: dict | None) -> str:
     return "finished" if summary and summary.get("finished") else "unfinished"
 
 
-def test_record(test: dict, epoch: int) -> dict:
-    """summary.json's ``final``/``best`` entry: every test metric and the epoch."""
-    return {**{name: test[name] for name in TEST_METRICS}, "epoch": epoch}
+def test_record(test: dict, epoch: int, val: dict | None = None) -> dict:
+    """summary.json's ``final``/``best`` entry: every test metric, the epoch, and the validation metrics (``val_*``)
+    of a run that has a validation split."""
+    record = {**{name: test[name] for name in TEST_METRICS}, "epoch": epoch}
+    if val is not None:
+        record.update({name: val[name.removeprefix("val_")] for name in VALIDATION})
+    return record
+
+
+def chosen_on(validation: bool) -> str:
+    """Which split picks a run's "best" epoch (and best.pt): its validation split when it has one, else the test set."""
+    return "validation" if validation else "test"
 
 
 class RunDir:
@@ -164,8 +187,8 @@ class RunDir:
     def save_checkpoint(self, state: dict, which: str) -> None:
         save_checkpoint(state, self.checkpoint_path(which))
 
-    def metrics_log(self, resume_epoch: int = 0) -> "MetricsLog":
-        return MetricsLog(self, resume_epoch)
+    def metrics_log(self, resume_epoch: int = 0, validation: bool = False) -> "MetricsLog":
+        return MetricsLog(self, resume_epoch, validation)
 
     # --- readers ---------------------------------------------------------------------------------
 
@@ -305,15 +328,18 @@ class MetricsLog:
 
     On resume from epoch ``e`` both forget what came after ``e`` (rows written after the last
     checkpoint, before a kill), so no epoch is ever recorded twice; metrics.csv is rewritten
-    atomically, so a kill during the rewrite loses nothing.
+    atomically, so a kill during the rewrite loses nothing. A run with a validation split has the
+    ``val_*`` columns too.
     """
 
-    def __init__(self, run: RunDir, resume_epoch: int = 0):
+    def __init__(self, run: RunDir, resume_epoch: int = 0, validation: bool = False):
         from torch.utils.tensorboard import SummaryWriter
 
         self.path = run.metrics_path
+        self.columns = COLUMNS + VAL_COLUMNS if validation else COLUMNS
+        self.metrics = EPOCH_METRICS + VAL_METRICS if validation else EPOCH_METRICS
         kept = [row for row in run.read_metrics() if row["epoch"] <= resume_epoch]
-        write_atomic(self.path, lambda f: f.write(_csv_text(kept, header=True).encode()))
+        write_atomic(self.path, lambda f: f.write(_csv_text(kept, self.columns, header=True).encode()))
         self.tensorboard = SummaryWriter(
             log_dir=str(run.tensorboard_path), purge_step=resume_epoch + 1 if resume_epoch else None
         )
@@ -323,8 +349,8 @@ class MetricsLog:
         tab shows beside them (their latest values: the final epoch's, and the best epoch's ``best/*``)."""
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-        metrics = {metric.tag: 0.0 for metric in TEST_METRICS.values()}
-        metrics.update({f"best/{name}": 0.0 for name in TEST_METRICS})
+        metrics = {metric.tag: 0.0 for metric in self.metrics if metric.summary}
+        metrics.update({f"best/{metric.summary}": 0.0 for metric in self.metrics if metric.summary})
         experiment, session_start, _ = hparams_summary(hparams, metrics)
         writer = self.tensorboard._get_file_writer()
         writer.add_summary(experiment)
@@ -334,16 +360,16 @@ class MetricsLog:
     def append(self, row: dict, best: dict | None = None) -> None:
         try:
             with open(self.path, "a", newline="") as handle:
-                handle.write(_csv_text([row]))
+                handle.write(_csv_text([row], self.columns))
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as error:
             raise _write_error(error, self.path) from None
-        for metric in EPOCH_METRICS:
+        for metric in self.metrics:
             if metric.tag:
                 self.tensorboard.add_scalar(metric.tag, row[metric.column], global_step=row["epoch"])
         for name, value in (best or {}).items():
-            if name in TEST_METRICS:
+            if name in TEST_METRICS or name in VALIDATION:
                 self.tensorboard.add_scalar(f"best/{name}", value, global_step=row["epoch"])
         self.tensorboard.flush()
 
@@ -351,12 +377,12 @@ class MetricsLog:
         self.tensorboard.close()
 
 
-def _csv_text(rows: list[dict], header: bool = False) -> str:
+def _csv_text(rows: list[dict], columns: list[str], header: bool = False) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     if header:
         writer.writeheader()
-    writer.writerows({k: row[k] for k in COLUMNS} for row in rows)
+    writer.writerows({k: row[k] for k in columns} for row in rows)
     return buffer.getvalue()
 
 

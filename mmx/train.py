@@ -20,9 +20,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mmx import distributed, gpu_slots
 from mmx.config import hparams
 from mmx.distributed import Ranks
-from mmx.errors import RunDiverged
+from mmx.errors import RunDiverged, UserError
 from mmx.parts import device_name, resolve_device, show_progress
-from mmx.run_dir import INTERRUPTED, TEST_METRICS, RunDir, code_version, epoch_row, test_record
+from mmx.run_dir import INTERRUPTED, TEST_METRICS, RunDir, chosen_on, code_version, epoch_row, test_record
 from mmx.trainer import Diverged, Trainer
 
 log = logging.getLogger("mmx")
@@ -48,6 +48,8 @@ def train(cfg: DictConfig, run_dir: str | Path, resume: bool = False) -> dict:
 def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: str) -> dict:
     state = run.load_checkpoint("last") if resume else None
     trainer = Trainer(cfg, ranks, device, state)
+    if state is not None:
+        check_same_validation(run, state, trainer)
     main = ranks.is_main
     info = log.info if main else (lambda *args: None)
     progress = show_progress(cfg.trainer.progress) and main
@@ -61,7 +63,7 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
         info("%s has already finished its %d epochs; nothing to do", run, cfg.epochs)
         return finished_summary(run, record, start_epoch) if main else record.summary(start_epoch)
 
-    metrics_log = run.metrics_log(resume_epoch=start_epoch) if main else None
+    metrics_log = run.metrics_log(resume_epoch=start_epoch, validation=trainer.validates) if main else None
     if main and not resume:
         metrics_log.write_hparams(hparams(cfg))
     epochs = tqdm(
@@ -89,13 +91,16 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
                 scoring = time.perf_counter()
                 test = trainer.evaluate()
                 check_test_metrics(test, epoch)
+                val = trainer.evaluate(split="val") if trainer.validates else None
+                if val is not None:
+                    check_test_metrics(val, epoch, "validation")
                 seconds = train["seconds"] + time.perf_counter() - scoring  # the block's training and this scoring
-                record.epoch(epoch, test, seconds)
+                record.epoch(epoch, test, seconds, val)
                 state = {**trainer.state_dict(), **record.progress(epoch)}  # a collective: every process takes part
                 saved = epoch  # nothing after this point can diverge
                 if not main:
                     continue
-                row = epoch_row(epoch, lr, train, test, seconds / epochs_in_block)
+                row = epoch_row(epoch, lr, train, test, seconds / epochs_in_block, val)
                 metrics_log.append(row, best=record.best)
                 summary = record.summary(epoch)
                 if record.improved:  # before last.pt, which a resume starts from: an epoch it holds is in best.pt
@@ -105,7 +110,7 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
                 run.write_summary(summary)
                 epochs.set_postfix(test_acc=f"{test['acc']:.2f}", nll=f"{test['nll']:.3f}")
                 info(
-                    "epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f  %.1fs  "
+                    "epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f%s  %.1fs  "
                     "%.0f img/s",
                     epoch,
                     cfg.epochs,
@@ -115,6 +120,7 @@ def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: s
                     test["acc"],
                     test["nll"],
                     test["ece"],
+                    f"  val acc {val['acc']:.2f} nll {val['nll']:.4f}" if val else "",
                     row["epoch_seconds"],
                     row["train_images_per_second"],
                 )
@@ -160,15 +166,17 @@ class Record:
     def __init__(self, cfg: DictConfig, trainer: Trainer, state: dict | None):
         """``state``: the checkpoint a resume starts from (None for a new run)."""
         self.cfg, self.trainer = cfg, trainer
+        self.validation = trainer.data.validation  # the best epoch is the one of lowest validation error, if any
         state = state or {}
         self.best, self.wall_seconds = state.get("best"), state.get("wall_seconds", 0.0)
         self.final = state.get("final")  # absent from checkpoints written before mmx stored it
         self.improved = False
         self.code = code_version()
 
-    def epoch(self, epoch: int, test: dict, seconds: float) -> None:
-        self.final = test_record(test, epoch)
-        self.improved = self.best is None or self.final["error"] < self.best["error"]
+    def epoch(self, epoch: int, test: dict, seconds: float, val: dict | None = None) -> None:
+        self.final = test_record(test, epoch, val)
+        chosen = "val_error" if self.validation else "error"
+        self.improved = self.best is None or self.final[chosen] < self.best[chosen]
         if self.improved:
             self.best = self.final
         self.wall_seconds += seconds
@@ -182,6 +190,7 @@ class Record:
             "wall_seconds": self.wall_seconds,
             "code": self.code,
             "model_args": model_args(self.cfg, self.trainer),
+            "validation": self.validation.as_dict() if self.validation else None,
         }
 
     def summary(self, epochs_done: int, stopped: str | None = None) -> dict:
@@ -204,6 +213,8 @@ class Record:
             "stopped": stopped,
             "final": self.final,
             "best": self.best,
+            "best_chosen_on": chosen_on(self.validation is not None),
+            "validation": self.validation.as_dict() if self.validation else None,
             "wall_seconds": self.wall_seconds,
             "device": device_name(trainer.device),
             "precision": trainer.precision,
@@ -251,10 +262,30 @@ def model_args(cfg: DictConfig, trainer: Trainer) -> dict:
     }
 
 
-def check_test_metrics(test: dict, epoch: int) -> None:
+def check_test_metrics(metrics: dict, epoch: int, split: str = "test") -> None:
     """A network whose outputs overflow has diverged even if its weights are finite."""
-    bad = [name for name in TEST_METRICS if not math.isfinite(test[name])]
+    bad = [name for name in TEST_METRICS if not math.isfinite(metrics[name])]
     if bad:
         raise Diverged(
-            epoch, f"the test {' and '.join(bad)} became non-finite at epoch {epoch} (the network's outputs overflow)"
+            epoch,
+            f"the {split} {' and '.join(bad)} became non-finite at epoch {epoch} (the network's outputs overflow)",
         )
+
+
+def check_same_validation(run: RunDir, state: dict, trainer: Trainer) -> None:
+    """A resumed run holds out the images it was trained beside: the checkpoint's record of its validation split
+    must be the split drawn now (a changed dataset or loader would otherwise move images between the splits)."""
+    saved, now = state.get("validation"), trainer.data.validation
+    now = now.as_dict() if now else None
+    if saved != now:
+        raise UserError(
+            f"cannot resume {run}: its validation split was {_split_words(saved)} but the data now gives "
+            f"{_split_words(now)} (the dataset's files or its loader changed); restore the data it was trained on, "
+            f"or start a new run"
+        )
+
+
+def _split_words(record: dict | None) -> str:
+    if record is None:
+        return "none"
+    return f"{record['images']} images (seed {record['seed']}, sha256 {record['sha256'][:12]})"

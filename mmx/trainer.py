@@ -198,22 +198,33 @@ class Trainer:
                 f"between steps {first + 1} and {first + len(values)}",
             )
 
+    @property
+    def validates(self) -> bool:
+        """Whether the run has a validation split (``dataset.val_size``): it then chooses its best epoch on it."""
+        return self.data.validation is not None
+
     @torch.inference_mode()
-    def evaluate(self, max_batches: int | None = None) -> dict:
-        """Accuracy, error, top-5, NLL and ECE on the test set (logits gathered on the device).
+    def evaluate(self, max_batches: int | None = None, split: str = "test") -> dict:
+        """Accuracy, error, top-5, NLL and ECE on the test set, or on the validation split (``split="val"``),
+        logits gathered on the device.
 
         Under torchrun each process scores a contiguous shard and the logits are gathered.
         """
         max_batches = self.cfg.trainer.max_eval_batches if max_batches is None else max_batches
         batch_size = self.cfg.trainer.eval_batch_size
+        size, batches = (
+            (self.data.val_size, self.data.val_batches)
+            if split == "val"
+            else (self.data.test_size, self.data.test_batches)
+        )
         sync_buffers(self.network, self.ranks)
         self.network.eval()
-        count = self.data.test_size if max_batches is None else min(self.data.test_size, max_batches * batch_size)
+        count = size if max_batches is None else min(size, max_batches * batch_size)
         first, last = shard_bounds(count, self.ranks)
         logits = [torch.zeros(0, self.data.num_classes, device=self.device)]
         labels = [torch.zeros(0, dtype=torch.long, device=self.device)]
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        for images, batch_labels in self.data.test_batches(first, last, batch_size, self.normalizer):
+        for images, batch_labels in batches(first, last, batch_size, self.normalizer):
             with autocast(self.device, self.precision):
                 logits.append(self.network(images.contiguous(memory_format=memory_format)).float())
             labels.append(batch_labels)

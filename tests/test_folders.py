@@ -60,6 +60,23 @@ def test_folders_load_with_torchvision_transforms(data_root, monkeypatch):
     assert train_images.shape == (6, 3, 32, 32)
 
 
+def test_a_validation_split_of_image_folders_is_read_unaugmented_and_leaves_training(data_root, monkeypatch):
+    from mmx.parts import load_data
+
+    cfg, data = load(data_root, monkeypatch, "dataset.val_size=6", "dataset.labels_per_class=8", "dataset.workers=0")
+    split = load_data(cfg.dataset)
+    assert (split.train_size, split.val_size, split.test_size) == (24, 6, 12)  # 36 - 6 held out, capped at 8 a class
+    assert split.validation.per_class == [2, 2, 2]
+    held = {data.train_set.samples[i][0] for i in split.val_set.indices}
+    kept = split.train_set.dataset.indices  # the validation split's complement, then capped per class
+    trained = {data.train_set.samples[kept[i]][0] for i in split.train_set.indices}
+    assert held.isdisjoint(trained)
+    normalizer = Normalizer(cfg.dataset.mean, cfg.dataset.std, torch.device("cpu"))
+    first = torch.cat([x for x, _ in split.val_batches(0, 6, 4, normalizer)])
+    again = torch.cat([x for x, _ in split.val_batches(0, 6, 4, normalizer)])
+    assert first.shape == (6, 3, 32, 32) and torch.equal(first, again)  # the test transform: no random crops
+
+
 def test_augmentation_is_reproducible_whatever_the_workers_and_resumes(data_root, monkeypatch):
     cfg, data = load(data_root, monkeypatch)
     in_process = [b for _, b in zip(range(3), batches(data, cfg, workers=0))]

@@ -12,6 +12,7 @@ from typing import Iterator, Protocol
 import torch
 
 from mmx.data.batches import Normalizer, TrainBatches, eval_batches, process_slice
+from mmx.data.holdout import Validation
 from mmx.data.images import ImageSplits
 
 
@@ -30,9 +31,11 @@ class Batches(Protocol):
 
 
 class Splits(Protocol):
-    """A dataset's train and test splits, and what a network needs to know of their images."""
+    """A dataset's train and test splits (and a validation split held out of the training set, when asked
+    for), and what a network needs to know of their images."""
 
     num_classes: int
+    validation: Validation | None  # which images the validation split holds, None without one
 
     @property
     def channels(self) -> int: ...
@@ -45,6 +48,11 @@ class Splits(Protocol):
 
     @property
     def test_size(self) -> int: ...
+
+    @property
+    def val_size(self) -> int: ...
+
+    def with_validation(self, size, seed: int = 0) -> "Splits": ...
 
     def with_labels_per_class(self, count: int, seed: int = 0) -> "Splits": ...
 
@@ -69,5 +77,18 @@ class Splits(Protocol):
         self, first: int, last: int, batch_size: int, normalizer: Normalizer
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
+    def val_batches(
+        self, first: int, last: int, batch_size: int, normalizer: Normalizer
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
-__all__ = ["Batches", "ImageSplits", "Normalizer", "Splits", "TrainBatches", "eval_batches", "process_slice"]
+
+__all__ = [
+    "Batches",
+    "ImageSplits",
+    "Normalizer",
+    "Splits",
+    "TrainBatches",
+    "Validation",
+    "eval_batches",
+    "process_slice",
+]

@@ -8,6 +8,7 @@ same crops as an uninterrupted one, whatever the number of workers.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 
 from mmx.data.batches import process_slice
+from mmx.data.holdout import Validation, stratified_split
 from mmx.data.images import balanced_subset
 from mmx.errors import UserError
 
@@ -66,6 +68,8 @@ class FolderSplits:
     image_size: int  # what the transforms crop to
     channels: int = 3
     device: torch.device = torch.device("cpu")  # where batches go; the images stay on disk
+    val_set: Dataset | None = None  # training images held out (with_validation), read as test images are
+    validation: Validation | None = None
 
     @property
     def train_size(self) -> int:
@@ -74,6 +78,26 @@ class FolderSplits:
     @property
     def test_size(self) -> int:
         return len(self.test_set)
+
+    @property
+    def val_size(self) -> int:
+        return 0 if self.val_set is None else len(self.val_set)
+
+    def with_validation(self, size, seed: int = 0) -> "FolderSplits":
+        """Hold out ``size`` training images per class (:func:`mmx.data.holdout.stratified_split`); they are
+        decoded with the test transform (resize and centre crop), not augmented."""
+        if isinstance(self.train_set, Subset):
+            raise ValueError("hold out the validation split before taking a subset of the training set")
+        targets = torch.tensor(_targets(self.train_set))
+        keep, held = stratified_split(targets, self.num_classes, size, seed, "dataset.val_size")
+        unaugmented = copy.copy(self.train_set)
+        unaugmented.transform = self.test_set.transform
+        return dataclasses.replace(
+            self,
+            train_set=Subset(self.train_set, keep.tolist()),
+            val_set=Subset(unaugmented, held.tolist()),
+            validation=Validation.of(size, seed, held, targets[held], self.num_classes),
+        )
 
     def with_labels_per_class(self, count: int, seed: int = 0) -> "FolderSplits":
         targets = torch.tensor(_targets(self.train_set))
@@ -111,8 +135,14 @@ class FolderSplits:
         )
 
     def test_batches(self, first: int, last: int, batch_size: int, normalizer):
+        return self._in_order(self.test_set, first, last, batch_size, normalizer)
+
+    def val_batches(self, first: int, last: int, batch_size: int, normalizer):
+        return self._in_order(self.val_set, first, last, batch_size, normalizer)
+
+    def _in_order(self, dataset: Dataset, first: int, last: int, batch_size: int, normalizer):
         loader = DataLoader(
-            Subset(self.test_set, range(first, last)),
+            Subset(dataset, range(first, last)),
             batch_size=batch_size,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from mmx.data.batches import TrainBatches, eval_batches
+from mmx.data.holdout import Validation, stratified_split
 from mmx.errors import UserError
 
 log = logging.getLogger("mmx")
@@ -15,10 +16,11 @@ log = logging.getLogger("mmx")
 
 @dataclass
 class ImageSplits:
-    """Train and test images as uint8 NCHW tensors with int64 labels.
+    """Train, test and (with ``dataset.val_size``) validation images as uint8 NCHW tensors with int64 labels.
 
     uint8 keeps CIFAR-10 at 150 MB, so whole datasets sit in (device) memory and batches are
-    gathered, augmented and normalised there, with no worker processes.
+    gathered, augmented and normalised there, with no worker processes. The validation images are
+    held out of the training set (:meth:`with_validation`); ``validation`` records which.
     """
 
     train_images: torch.Tensor
@@ -26,13 +28,19 @@ class ImageSplits:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     num_classes: int
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+    validation: Validation | None = None
 
     def __post_init__(self):
-        for name in ("train_images", "test_images"):
+        for name in ("train_images", "test_images", "val_images"):
             images = getattr(self, name)
-            if images.dtype != torch.uint8 or images.dim() != 4:
+            if images is not None and (images.dtype != torch.uint8 or images.dim() != 4):
                 raise ValueError(f"{name} must be a uint8 NCHW tensor, got {images.dtype} {tuple(images.shape)}")
-        if len(self.train_images) != len(self.train_labels) or len(self.test_images) != len(self.test_labels):
+        pairs = [(self.train_images, self.train_labels), (self.test_images, self.test_labels)]
+        if self.val_images is not None or self.val_labels is not None:
+            pairs.append((self.val_images, self.val_labels))
+        if any(images is None or labels is None or len(images) != len(labels) for images, labels in pairs):
             raise ValueError("every image needs exactly one label")
 
     @property
@@ -52,16 +60,35 @@ class ImageSplits:
     def test_size(self) -> int:
         return len(self.test_images)
 
-    def with_labels_per_class(self, count: int, seed: int = 0) -> "ImageSplits":
-        """Keep at most ``count`` training images of every class (the low-data regime); see :func:`balanced_subset`."""
-        index = balanced_subset(self.train_labels, self.num_classes, count, seed)
-        return ImageSplits(
-            self.train_images[index], self.train_labels[index], self.test_images, self.test_labels, self.num_classes
+    @property
+    def val_size(self) -> int:
+        """Validation images (0 without a validation split)."""
+        return 0 if self.val_images is None else len(self.val_images)
+
+    def with_validation(self, size, seed: int = 0) -> "ImageSplits":
+        """``size`` training images (a count, or a fraction) held out per class as the validation split; the
+        test set is untouched. See :func:`mmx.data.holdout.stratified_split`."""
+        keep, held = stratified_split(self.train_labels, self.num_classes, size, seed, "dataset.val_size")
+        return replace(
+            self,
+            train_images=self.train_images[keep],
+            train_labels=self.train_labels[keep],
+            val_images=self.train_images[held],
+            val_labels=self.train_labels[held],
+            validation=Validation.of(size, seed, held, self.train_labels[held], self.num_classes),
         )
+
+    def with_labels_per_class(self, count: int, seed: int = 0) -> "ImageSplits":
+        """Keep at most ``count`` training images of every class (the low-data regime); see :func:`balanced_subset`.
+        The validation split, if any, is already held out: the count is of what remains for training."""
+        index = balanced_subset(self.train_labels, self.num_classes, count, seed)
+        return replace(self, train_images=self.train_images[index], train_labels=self.train_labels[index])
 
     def with_classes(self, classes: list[int]) -> "ImageSplits":
         """Only the images of ``classes``, in both splits, relabelled 0..len(classes)-1 in the order given
-        (a d-class subset of a dataset; see :func:`class_subset`)."""
+        (a d-class subset of a dataset; see :func:`class_subset`). Taken before any validation split."""
+        if self.validation is not None:
+            raise ValueError("choose the classes before holding out a validation split")
         train, train_labels = class_subset(self.train_labels, classes)
         test, test_labels = class_subset(self.test_labels, classes)
         return ImageSplits(self.train_images[train], train_labels, self.test_images[test], test_labels, len(classes))
@@ -95,13 +122,22 @@ class ImageSplits:
         """Test images ``first..last-1`` in order, normalised, with their labels."""
         return eval_batches(self.test_images[first:last], self.test_labels[first:last], batch_size, normalizer)
 
+    def val_batches(self, first: int, last: int, batch_size: int, normalizer):
+        """Validation images ``first..last-1`` in order, unaugmented, normalised, with their labels."""
+        return eval_batches(self.val_images[first:last], self.val_labels[first:last], batch_size, normalizer)
+
     def to(self, device: torch.device) -> "ImageSplits":
-        return ImageSplits(
-            self.train_images.to(device),
-            self.train_labels.to(device),
-            self.test_images.to(device),
-            self.test_labels.to(device),
-            self.num_classes,
+        def moved(tensor):
+            return None if tensor is None else tensor.to(device)
+
+        return replace(
+            self,
+            train_images=moved(self.train_images),
+            train_labels=moved(self.train_labels),
+            test_images=moved(self.test_images),
+            test_labels=moved(self.test_labels),
+            val_images=moved(self.val_images),
+            val_labels=moved(self.val_labels),
         )
 
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from mmx.config import compose_train, quote_paths
 from mmx.errors import UserError
-from mmx.evaluation import attacks, calibration, deformations, excess, ood, trained_run
+from mmx.evaluation import attacks, calibration, deformations, excess, ood, temperature, trained_run
 from mmx.metrics import classification_metrics
 from mmx.parts import load_data, show_progress
 from mmx.run_dir import RunDir
@@ -79,9 +79,55 @@ def check_excess(cfg: DictConfig, num_points: int, model: str) -> None:
         )
 
 
+def clean_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy, error, top-5, NLL, ECE and Brier score of a set of logits."""
+    return {**classification_metrics(logits, labels), "brier": calibration.brier_score(logits.softmax(dim=1), labels)}
+
+
+def no_validation_words(run) -> str:
+    return (
+        f"{run.run_dir} has no validation split, and a temperature fitted on the test set would be a choice made "
+        f"on it; train the run with dataset.val_size=N (or a fraction such as 0.1) to fit one"
+    )
+
+
+def check_temperature(cfg: DictConfig, run) -> None:
+    """temperature.fit=true needs held-out images; before any part runs."""
+    if cfg.temperature.fit not in ("auto", True, False):
+        raise UserError(f"temperature.fit={cfg.temperature.fit} is not allowed: choose one of auto, true, false")
+    if cfg.temperature.fit is True and run.data.val_size == 0:
+        raise UserError(no_validation_words(run))
+
+
+def temperature_scaling(cfg: DictConfig, run, test_logits: torch.Tensor, labels: torch.Tensor) -> dict | None:
+    """One temperature fitted on the run's validation split, and the test metrics before and after dividing the
+    logits by it; None when the run holds out no images (temperature.fit=auto) or fit=false."""
+    if cfg.temperature.fit is False or run.data.val_size == 0:
+        return None
+    val_pixels, val_labels = run.val_pixels()
+    fit = temperature.fit_temperature(logits_of(run, val_pixels, cfg.batch_size), val_labels)
+    if fit.at_bound:
+        log.warning(
+            "the fitted temperature %.4g is at the end of its search range %s: the validation NLL still falls beyond",
+            fit.temperature,
+            temperature.BOUNDS,
+        )
+    before, after = clean_metrics(test_logits, labels), clean_metrics(test_logits / fit.temperature, labels)
+    keep = ("acc", "error", "nll", "ece", "brier")
+    return {
+        "value": fit.temperature,
+        "fitted_on": "validation",
+        "val_images": len(val_labels),
+        "val_nll": {"before": fit.nll_before, "after": fit.nll_after},
+        "at_bound": fit.at_bound,
+        "test": {"before": {k: before[k] for k in keep}, "after": {k: after[k] for k in keep}},
+    }
+
+
 def evaluate_run(cfg: DictConfig) -> dict:
     run = trained_run.load(cfg.run, cfg.checkpoint, cfg.device)
     check_excess(cfg, run.network.num_points, run.cfg.model.name)
+    check_temperature(cfg, run)
 
     def seed_of(part: str) -> int:
         """A seed of its own for each part, so that its draws do not depend on which other parts ran."""
@@ -104,7 +150,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     progress = tqdm(total=parts, desc="mmx eval", unit="part", disable=not show_progress(cfg.progress))
     logits = logits_of(run, pixels, size)
     probs = logits.softmax(dim=1)
-    clean = {**classification_metrics(logits, labels), "brier": calibration.brier_score(probs, labels)}
+    clean = clean_metrics(logits, labels)
     bins = calibration.reliability_bins(probs, labels, cfg.calibration.bins)
     calibration.plot_reliability(
         bins,
@@ -119,7 +165,14 @@ def evaluate_run(cfg: DictConfig) -> dict:
         "device": str(run.device),
         "clean": clean,
         "reliability": bins,
+        "temperature": temperature_scaling(cfg, run, logits, labels),
     }
+    if result["temperature"] is None:
+        result["temperature_skipped"] = (
+            "temperature.fit=false" if cfg.temperature.fit is False else "the run has no validation split"
+        )
+        if cfg.temperature.fit == "auto":
+            log.info("temperature scaling skipped: %s", no_validation_words(run))
 
     progress.update()
     result["fgsm"] = {}
@@ -188,8 +241,19 @@ def evaluate_run(cfg: DictConfig) -> dict:
 
 def report(result: dict) -> str:
     c = result["clean"]
-    lines = [
-        f"clean: acc {c['acc']:.2f}%  NLL {c['nll']:.4f}  ECE {c['ece']:.4f}  Brier {c['brier']:.4f}",
+    lines = [f"clean: acc {c['acc']:.2f}%  NLL {c['nll']:.4f}  ECE {c['ece']:.4f}  Brier {c['brier']:.4f}"]
+    scaled = result.get("temperature")
+    if scaled:
+        after = scaled["test"]["after"]
+        lines.append(
+            f"temperature {scaled['value']:.4f} (fitted on {scaled['val_images']} validation images): "
+            f"NLL {after['nll']:.4f}  ECE {after['ece']:.4f}  Brier {after['brier']:.4f}"
+        )
+    else:
+        why = result.get("temperature_skipped", "")
+        hint = "; dataset.val_size sets one" if "validation" in why else ""
+        lines.append(f"temperature scaling: not fitted ({why}{hint})")
+    lines += [
         "FGSM acc: " + "  ".join(f"eps {e}: {a:.2f}%" for e, a in result["fgsm"].items()),
     ]
     if result["pgd"]:

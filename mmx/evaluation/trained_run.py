@@ -36,6 +36,12 @@ class TrainedRun:
         count = self.data.test_size if max_images is None else min(max_images, self.data.test_size)
         return self.data.test_images[:count].float() / 255, self.data.test_labels[:count]
 
+    def val_pixels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The validation split the run held out of its training set (empty without one)."""
+        if self.data.val_images is None:
+            return self.data.test_images[:0].float(), self.data.test_labels[:0]
+        return self.data.val_images.float() / 255, self.data.val_labels
+
 
 def load(run_dir, which: str = "best", device: str = "auto") -> TrainedRun:
     target = resolve_device(device)

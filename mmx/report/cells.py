@@ -40,6 +40,8 @@ def settings_of(cfg: DictConfig, precision: str | None) -> dict:
     if kept.get("mixup.name") == "none":  # alpha and points mean nothing without mixing
         for key in ("mixup.alpha", "mixup.points", "mixup.points_per_step"):
             kept.pop(key, None)
+    if kept.get("dataset.val_size") is None:  # which images a validation split holds means nothing without one
+        kept.pop("dataset.val_seed", None)
     kept["precision"] = precision  # None until the first epoch's summary says what "auto" became
     return kept
 

@@ -18,12 +18,30 @@ from mmx.report.tables import _mean_std, paper_numbers, to_markdown
 
 # table -> (paper table id, prefixes of our columns)
 KINDS = {
-    "calibration": (None, ("eval_acc", "eval_nll", "eval_ece", "eval_brier")),
+    "calibration": (None, ("eval_acc", "eval_nll", "eval_ece", "eval_brier", "eval_temperature")),
     "fgsm": ("7", ("fgsm_", "pgd_")),
     "deformations": ("4", ("deform_",)),
     "ood": (None, ("ood_",)),
 }
-DECIMALS = {"eval_nll": 4, "eval_ece": 4, "eval_brier": 4}
+DECIMALS = {
+    "eval_nll": 4,
+    "eval_ece": 4,
+    "eval_brier": 4,
+    "eval_temperature": 3,
+    "eval_nll_scaled": 4,
+    "eval_ece_scaled": 4,
+    "eval_brier_scaled": 4,
+}
+EVAL_LABELS = {
+    "eval_acc": "acc %",
+    "eval_nll": "NLL",
+    "eval_ece": "ECE",
+    "eval_brier": "Brier",
+    "eval_temperature": "T (fitted on validation)",
+    "eval_nll_scaled": "NLL at T",
+    "eval_ece_scaled": "ECE at T",
+    "eval_brier_scaled": "Brier at T",
+}
 
 
 def _columns(runs: pd.DataFrame, prefixes) -> list[str]:
@@ -100,7 +118,7 @@ def deformation_words(name: str) -> str:
 
 def _label(column: str) -> str:
     if column.startswith("eval_"):
-        return {"eval_acc": "acc %", "eval_nll": "NLL", "eval_ece": "ECE", "eval_brier": "Brier"}[column]
+        return EVAL_LABELS[column]
     if column.startswith(("fgsm_", "pgd_")):
         attack, eps = column.split("_", 1)
         return f"{attack.upper()} ε={eps} acc %"
@@ -111,7 +129,9 @@ def _label(column: str) -> str:
 
 
 CAPTIONS = {
-    "calibration": "Test accuracy, NLL, ECE (15 bins) and Brier score of the evaluated checkpoint",
+    "calibration": "Test accuracy, NLL, ECE (15 bins) and Brier score of the evaluated checkpoint, and, for runs "
+    "with a validation split, the temperature T fitted on it (Guo et al. 2017) and the test NLL, ECE and Brier score "
+    "of the logits divided by T (accuracy does not change)",
     "fgsm": "Accuracy (%) under white-box FGSM (and PGD) at each ε in pixel units; paper: Table 7",
     "deformations": "Accuracy (%) on deformed test images (rotation/shear U(±d°), zoom by 100/p); paper: Table 4",
     "ood": "Out-of-distribution detection: AUROC and FPR at 95% TPR of the max softmax (MSP) and energy scores",

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from mmx.errors import UserError
 from mmx.report.cells import cell_key, settings_of
-from mmx.run_dir import TEST_METRICS, RunDir, ending
+from mmx.run_dir import TEST_METRICS, VALIDATION, RunDir, chosen_on, ending
 
 log = logging.getLogger("mmx")
 
@@ -58,16 +58,18 @@ def read_run(run_dir: Path) -> dict:
     settings = settings_of(cfg, (summary or {}).get("precision"))
     row.update(cell=cell_key(settings), precision=settings["precision"])
     if summary is None:  # killed during its first epoch
-        return {**row, "finished": False, "epochs_done": 0, "ended": ending(None)}
+        chosen = chosen_on(cfg.dataset.get("val_size") is not None)
+        return {**row, "finished": False, "epochs_done": 0, "ended": ending(None), "best_chosen_on": chosen}
     try:
         row.update(
             finished=bool(summary["finished"]),
             ended=ending(summary),
             epochs_done=int(summary["epochs_done"]),
             best_epoch=(summary["best"] or {}).get("epoch"),
+            best_chosen_on=summary.get("best_chosen_on", chosen_on(False)),  # runs before validation splits: test
         )
         for block in ("final", "best"):
-            for metric in TEST_METRICS:
+            for metric in [*TEST_METRICS, *VALIDATION]:
                 row[f"{block}_{metric}"] = (summary[block] or {}).get(metric)
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"{run.summary_path} is damaged ({type(error).__name__}: {error})") from None
@@ -84,6 +86,10 @@ def flatten_eval(result: dict) -> dict:
     """eval.json as flat columns: eval_acc, fgsm_0.01, pgd_0.03, deform_rotation20, ood_msp_auroc, ood_set, ..."""
     row = {f"eval_{k}": v for k, v in result["clean"].items() if k in ("acc", "nll", "ece", "brier")}
     row["eval_checkpoint"] = result["checkpoint"]
+    scaled = result.get("temperature")  # absent from eval.json written before temperature scaling
+    if scaled:
+        row["eval_temperature"] = scaled["value"]
+        row.update({f"eval_{k}_scaled": scaled["test"]["after"][k] for k in ("nll", "ece", "brier")})
     row.update({f"fgsm_{eps}": acc for eps, acc in result["fgsm"].items()})
     if result.get("pgd"):
         row.update({f"pgd_{eps}": acc for eps, acc in result["pgd"]["acc"].items()})

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmx.report.cells import IDENTITY, REGIME_ORDER, cells, column_name, identity, show, varying
-from mmx.run_dir import TEST_METRICS
+from mmx.run_dir import TEST_METRICS, VALIDATION
 
 log = logging.getLogger("mmx")
 
@@ -61,8 +61,9 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         row["status"] = "; ".join(status)
         # Finished seeds define the cell; a cell with none shows its unfinished runs' latest numbers.
         source = done if not done.empty else pending
+        row["best_chosen_on"] = ", ".join(sorted(group["best_chosen_on"].dropna().unique()))
         for block in ("final", "best"):
-            for metric in TEST_METRICS:
+            for metric in [*TEST_METRICS, *VALIDATION]:
                 column = f"{block}_{metric}"
                 values = source[column].dropna() if column in source else pd.Series(dtype=float)
                 row[f"{column}_mean"] = values.mean() if len(values) else math.nan
@@ -124,12 +125,19 @@ def formatted(cells: pd.DataFrame, table: str) -> pd.DataFrame:
     for column in cells.attrs["columns"]:
         out[column] = cells[column].map(show)
     out["seeds"] = cells["seeds"]
+    if cells["best_chosen_on"].nunique() > 1:  # else the caption says it
+        out["best chosen on"] = cells["best_chosen_on"]
     for block in ("final", "best"):
         for metric in shown:
             out[f"{block} {LABELS[metric]}"] = [
                 _mean_std(m, s, DECIMALS[metric])
                 for m, s in zip(cells[f"{block}_{metric}_mean"], cells[f"{block}_{metric}_std"])
             ]
+    if cells["best_val_error_mean"].notna().any():
+        out[f"best {VALIDATION['val_error'].label}"] = [
+            _mean_std(m, s, DECIMALS["error"])
+            for m, s in zip(cells["best_val_error_mean"], cells["best_val_error_std"])
+        ]
     for metric, ours in PAPER_TO_OURS.items():
         if f"paper_{metric}" not in cells:
             continue
@@ -149,10 +157,22 @@ def formatted(cells: pd.DataFrame, table: str) -> pd.DataFrame:
     return out
 
 
+BEST_WORDS = {
+    "test": "lowest test error: chosen on the test set, as the paper's best is",
+    "validation": "lowest validation error: chosen on a split held out of the training set, not on the test set",
+}
+
+
 def caption(cells: pd.DataFrame, table: str) -> str:
+    splits = set(cells["best_chosen_on"])
+    best = (
+        BEST_WORDS[splits.pop()]
+        if len(splits) == 1
+        else "lowest error on the split named in 'best chosen on': validation where a cell holds one out, else test"
+    )
     parts = [
-        f"mmx {table}: mean ± sample std over distinct seeds of the final epoch and of the best epoch (lowest test "
-        f"error; the paper reports the best). A row is a cell: runs equal in every setting but the seed."
+        f"mmx {table}: mean ± sample std over distinct seeds of the final epoch and of the best epoch ({best}). "
+        f"A row is a cell: runs equal in every setting but the seed."
     ]
     if cells.attrs.get("constant"):
         parts.append(f"All runs: {cells.attrs['constant']}.")
@@ -200,7 +220,7 @@ def brief(runs: pd.DataFrame) -> str:
     (``mmx tables --brief``)."""
     header = (
         f"{'dataset':<9} {'model':<15} {'mixup':<9} {'alpha':>5} {'seed':>4} {'epochs':>9}  {'test error %':>12} "
-        f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6}  {'ended':<11} run"
+        f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6} {'chosen on':<10}  {'ended':<11} run"
     )
     lines = [header, "-" * len(header)]
     order = runs.assign(_regime=runs["regime"].map(lambda r: REGIME_ORDER.get(r, 9)))
@@ -211,7 +231,13 @@ def brief(runs: pd.DataFrame) -> str:
         lines.append(
             f"{r['dataset']:<9} {r['model']:<15} {r['regime']:<9} {alpha:>5} {r['seed']:>4} {done:>9}  "
             f"{r.get('final_error', math.nan):>12.2f} {r.get('final_nll', math.nan):>8.4f} "
-            f"{r.get('final_ece', math.nan):>6.3f}  {r.get('best_error', math.nan):>12.2f} {best_epoch:>6}  "
-            f"{r['ended']:<11} {Path(r['run_dir']).name}"
+            f"{r.get('final_ece', math.nan):>6.3f}  {r.get('best_error', math.nan):>12.2f} {best_epoch:>6} "
+            f"{r['best_chosen_on']:<10}  {r['ended']:<11} {Path(r['run_dir']).name}"
+        )
+    lines += ["", "best: the test error of the epoch of lowest error on the split 'chosen on' names"]
+    if (runs["best_chosen_on"] == "test").any():
+        lines[-1] += (
+            "; 'test' means the test set chose it (as the paper does), so it is no estimate of unseen error: "
+            "train with dataset.val_size=0.1 to choose on a held-out validation split"
         )
     return "\n".join(lines)

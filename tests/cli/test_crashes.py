@@ -133,7 +133,8 @@ def test_a_diverging_job_of_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert summaries["1_optim.lr=0.1"]["finished"] and summaries["2_optim.lr=0.05"]["finished"]
 
     brief = run_mmx(["tables", "lr", "--brief"], tmp_path)
-    ended = {line.split()[-1]: line.split()[-2] for line in brief.stdout.splitlines()[2:]}
+    rows = brief.stdout.split("\n\n")[0].splitlines()[2:]  # the table, above its footnote
+    ended = {line.split()[-1]: line.split()[-2] for line in rows}
     assert ended == {"0_optim.lr=1000000.0": "diverged", "1_optim.lr=0.1": "finished", "2_optim.lr=0.05": "finished"}
     assert run_mmx(["tables", "lr", "--out", "tables"], tmp_path).returncode == 0
     assert "| 1 diverged (epochs done: 0 of 1) |" in (tmp_path / "tables" / "runs.md").read_text()

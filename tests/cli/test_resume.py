@@ -48,7 +48,11 @@ def kill_when(args: list[str], cwd, ready) -> None:
     assert victim.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("args", [ARGS, GRU_TWO_POINTS], ids=["preactresnet", "gru_two_points"])
+@pytest.mark.parametrize(
+    "args",
+    [ARGS, GRU_TWO_POINTS, [*ARGS, "dataset.val_size=0.1"]],
+    ids=["preactresnet", "gru_two_points", "validation_split"],
+)
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, args):
     assert run_mmx([*args, "hydra.run.dir=full"], tmp_path).returncode == 0
     kill_when([*args, "hydra.run.dir=killed"], tmp_path, lambda: len(epochs_logged(tmp_path / "killed")) >= 2)

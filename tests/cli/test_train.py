@@ -104,6 +104,7 @@ def test_summary_json(digits_run):
     best = min(rows, key=lambda r: float(r["test_error"]))
     assert s["best"]["error"] == pytest.approx(float(best["test_error"]))
     assert set(s["final"]) == set(s["best"]) == {"acc", "error", "top5", "nll", "ece", "epoch"}
+    assert s["best_chosen_on"] == "test" and s["validation"] is None  # no dataset.val_size: the test set chose
     assert s["wall_seconds"] > 0 and s["device"].startswith("cpu") and s["torch"] == torch.__version__
 
 
