@@ -9,6 +9,7 @@ import time
 from importlib import resources
 
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -23,7 +24,7 @@ from mmx.parts import load_data, show_progress
 from mmx.run_dir import RunDir
 
 log = logging.getLogger("mmx")
-OOD_DEFAULTS = {"cifar10": "svhn", "cifar100": "svhn", "svhn": "cifar10"}
+OOD_DEFAULTS = {"cifar10": "svhn", "cifar100": "svhn", "svhn": "cifar10", "mnist5k": "digits"}
 
 
 def accuracy_under(run, pixels, labels, batch_size: int, change) -> float:
@@ -41,12 +42,17 @@ def logits_of(run, pixels, batch_size: int) -> torch.Tensor:
         return torch.cat([run.logits(x) for x in pixels.split(batch_size)])
 
 
-def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) -> torch.Tensor:
-    """The OOD test images in [0, 1], shaped like the run's own test images."""
+def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) -> tuple[torch.Tensor, list | None]:
+    """The OOD test images in [0, 1], shaped like the run's own test images, and the size they were resized from.
+
+    A set with the run's number of channels but another size is resized to the run's (bilinear, antialiased):
+    mnist5k's 28x28 digits against a digits run's 8x8, say. Other channel counts are refused, since there is no
+    one right way to turn colour into grey or back.
+    """
     shape = run.data.test_images.shape[1:]
     if name == "noise":
         n = count or run.data.test_size
-        return torch.rand((n, *shape), device=run.device, generator=generator)
+        return torch.rand((n, *shape), device=run.device, generator=generator), None
     try:
         other = compose_train([f"dataset={name}"])
     except UserError as error:
@@ -55,13 +61,18 @@ def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) ->
             f"the dataset group's options"
         ) from None
     data = load_data(other.dataset)
-    if data.test_images.shape[1:] != shape:
+    theirs = tuple(data.test_images.shape[1:])
+    if theirs[0] != shape[0]:
         raise UserError(
-            f"ood.set={name} has images of shape {tuple(data.test_images.shape[1:])} but the run's are "
-            f"{tuple(shape)}; choose an OOD set of the same size, or noise"
+            f"ood.set={name} has images of shape {theirs} but the run's are {tuple(shape)}; choose an OOD set with "
+            f"the same number of channels, or noise"
         )
     images = data.test_images if count is None else data.test_images[:count]
-    return images.to(run.device).float() / 255
+    images = images.to(run.device).float() / 255
+    if theirs == tuple(shape):
+        return images, None
+    resized = F.interpolate(images, size=tuple(shape[1:]), mode="bilinear", antialias=True, align_corners=False)
+    return resized.clamp_(0, 1), list(theirs[1:])
 
 
 def check_excess(cfg: DictConfig, num_points: int, model: str) -> None:
@@ -226,10 +237,12 @@ def evaluate_run(cfg: DictConfig) -> dict:
             progress.update()
 
     name = OOD_DEFAULTS.get(run.cfg.dataset.name, "noise") if cfg.ood.set == "auto" else cfg.ood.set
-    outside = logits_of(run, ood_pixels(run, name, cfg.ood.max_images, generator("ood")), size)
+    pixels, resized_from = ood_pixels(run, name, cfg.ood.max_images, generator("ood"))
+    outside = logits_of(run, pixels, size)
     result["ood"] = {
         "set": name,
         "images": len(outside),
+        "resized_from": resized_from,
         **{score: ood.detection_metrics(fn(logits), fn(outside)) for score, fn in ood.SCORES.items()},
     }
     progress.update()

@@ -50,6 +50,6 @@ def load(run_dir, which: str = "best", device: str = "auto") -> TrainedRun:
     if not isinstance(data, ImageSplits):
         raise UserError(
             f"mmx eval works on datasets held in memory, not on streamed folders ({loaded.cfg.dataset.name}); "
-            f"evaluate a digits, CIFAR, SVHN or Tiny-ImageNet run"
+            f"evaluate a digits, MNIST, CIFAR, SVHN or Tiny-ImageNet run"
         )
     return TrainedRun(loaded, data.to(target), target)

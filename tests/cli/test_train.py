@@ -63,7 +63,7 @@ def test_help_lists_commands_groups_and_options(tmp_path):
     train = run_mmx(["train", "--help"], tmp_path)
     assert train.returncode == 0
     for text in (
-        "dataset: cifar10, cifar100, digits, imagenet, svhn, synthetic, tinyimagenet",
+        "dataset: cifar10, cifar100, digits, imagenet, mnist5k, svhn, synthetic, tinyimagenet",
         "mixup: input, manifold, none",
         "alpha: 2.0",
         "resume",
