@@ -117,21 +117,32 @@ def temperature_scaling(cfg: DictConfig, run, test_logits: torch.Tensor, labels:
         return None
     val_pixels, val_labels = run.val_pixels()
     fit = temperature.fit_temperature(logits_of(run, val_pixels, cfg.batch_size), val_labels)
-    if fit.at_bound:
-        log.warning(
-            "the fitted temperature %.4g is at the end of its search range %s: the validation NLL still falls beyond",
-            fit.temperature,
-            temperature.BOUNDS,
-        )
-    before, after = clean_metrics(test_logits, labels), clean_metrics(test_logits / fit.temperature, labels)
     keep = ("acc", "error", "nll", "ece", "brier")
+    before = {k: v for k, v in clean_metrics(test_logits, labels).items() if k in keep}
+    if fit.separable:
+        log.warning(
+            "no temperature fitted: the network classifies all %d validation images correctly, so their NLL only "
+            "falls as T goes to 0; hold out more images (dataset.val_size) to fit one",
+            len(val_labels),
+        )
+        after = None
+    else:
+        if fit.at_bound:
+            log.warning(
+                "the fitted temperature %.4g is at the end of its search range %s: the validation NLL still falls "
+                "beyond",
+                fit.temperature,
+                temperature.BOUNDS,
+            )
+        after = {k: v for k, v in clean_metrics(test_logits / fit.temperature, labels).items() if k in keep}
     return {
         "value": fit.temperature,
         "fitted_on": "validation",
         "val_images": len(val_labels),
         "val_nll": {"before": fit.nll_before, "after": fit.nll_after},
         "at_bound": fit.at_bound,
-        "test": {"before": {k: before[k] for k in keep}, "after": {k: after[k] for k in keep}},
+        "separable": fit.separable,
+        "test": {"before": before, "after": after},
     }
 
 
@@ -256,7 +267,12 @@ def report(result: dict) -> str:
     c = result["clean"]
     lines = [f"clean: acc {c['acc']:.2f}%  NLL {c['nll']:.4f}  ECE {c['ece']:.4f}  Brier {c['brier']:.4f}"]
     scaled = result.get("temperature")
-    if scaled:
+    if scaled and scaled["value"] is None:
+        lines.append(
+            f"temperature scaling: no T fitted (all {scaled['val_images']} validation images are classified "
+            f"correctly, so no T minimises their NLL)"
+        )
+    elif scaled:
         after = scaled["test"]["after"]
         lines.append(
             f"temperature {scaled['value']:.4f} (fitted on {scaled['val_images']} validation images): "

@@ -86,6 +86,8 @@ def eval_table(runs: pd.DataFrame, kind: str, paper: pd.DataFrame) -> tuple[pd.D
             std = values.std(ddof=1) if len(values) > 1 else math.nan
             row[f"{column}_mean"], row[f"{column}_std"] = mean, std
             shown[_label(column)] = _mean_std(mean, std, DECIMALS.get(column, 2 if "ood" not in column else 4))
+            if 0 < len(values) < len(group):  # e.g. no temperature where a run's validation split was separable
+                shown[_label(column)] += f" ({len(values)} of {len(group)} seeds)"
         if paper_id == "7":
             value = _paper_value(paper, "7", cell, "fgsm_acc")
             row["paper_fgsm_acc"] = value

@@ -87,7 +87,7 @@ def flatten_eval(result: dict) -> dict:
     row = {f"eval_{k}": v for k, v in result["clean"].items() if k in ("acc", "nll", "ece", "brier")}
     row["eval_checkpoint"] = result["checkpoint"]
     scaled = result.get("temperature")  # absent from eval.json written before temperature scaling
-    if scaled:
+    if scaled and scaled["value"] is not None:  # None: a separable validation split, where no T minimises the NLL
         row["eval_temperature"] = scaled["value"]
         row.update({f"eval_{k}_scaled": scaled["test"]["after"][k] for k in ("nll", "ece", "brier")})
     row.update({f"fgsm_{eps}": acc for eps, acc in result["fgsm"].items()})
