@@ -6,9 +6,10 @@ STAMP := $(VENV)/.mmx-installed
 # The PyTorch build to install; pinned to the release mmx is tested with.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 QUICKSTART_DIR := runs/quickstart/$(shell date +%Y-%m-%d_%H-%M-%S)
+QUICKSTART_ARGS :=
 
 .PHONY: install test test-full quickstart digits-results tables figures theory-results lowlabel-results \
-	multilayer-results rnn-results studies gpu-check clean
+	multilayer-results rnn-results likelihood-results studies gpu-check clean
 
 install: $(STAMP)
 
@@ -36,10 +37,11 @@ test-full: $(STAMP)
 	$(PYTEST)
 
 # What a committed study keeps of its runs: config.yaml, metrics.csv, summary.json, train.log (and eval.json);
-# checkpoints, event files, Hydra's machine-specific records and locks go. $(call prune_runs,FOLDER)
+# checkpoints, event files, Hydra's machine-specific records, locks and mmx eval's reliability diagrams (their bins
+# stay in eval.json) go. $(call prune_runs,FOLDER)
 define prune_runs
 find $(1) \( -name checkpoints -o -name tb -o -name .hydra \) -type d -prune -exec rm -rf {} +
-find $(1) \( -name .lock -o -name multirun.yaml \) -type f -delete
+find $(1) \( -name .lock -o -name multirun.yaml -o -name reliability.png \) -type f -delete
 endef
 
 # Two commands side by side, one thread each (so that each is deterministic on any machine); fails if either
@@ -49,9 +51,11 @@ $(1) & first=$$!; $(2) & second=$$!; wait $$first; a=$$?; wait $$second; b=$$?; 
 endef
 STUDY_TRAIN := OMP_NUM_THREADS=1 $(BIN)/mmx train -m trainer.deterministic=true trainer.progress=false
 
-# The three regimes on the embedded digits data, one Hydra multirun, then their comparison.
+# The three regimes on the embedded digits data, a tenth of the training set held out to choose the best epoch,
+# one Hydra multirun, then their comparison.
 quickstart: $(STAMP)
-	$(BIN)/mmx train -m mixup=none,input,manifold trainer.progress=false hydra.sweep.dir=$(QUICKSTART_DIR)
+	$(BIN)/mmx train -m mixup=none,input,manifold dataset.val_size=0.1 trainer.progress=false $(QUICKSTART_ARGS) \
+		hydra.sweep.dir=$(QUICKSTART_DIR)
 	$(BIN)/mmx tables $(QUICKSTART_DIR) --brief
 
 # results/digits: the three regimes x five seeds on digits (deterministic CPU runs, about 15 minutes
@@ -136,7 +140,36 @@ rnn-results: $(STAMP)
 	$(BIN)/mmx tables $(RNN)/runs --out $(RNN)
 	$(BIN)/mmx plot $(RNN)/runs --out $(RNN) --against mixup.points
 
-studies: lowlabel-results multilayer-results rnn-results theory-results
+# The likelihood study (README, "Where mixing lowers the NLL"): none / input / manifold on digits (width 16) and
+# mnist5k (width 8, stride-2 stem), a validation split in every run, across training lengths on the whole labelled
+# set and across labelled-set sizes at the middle length's steps; every run evaluated on its last checkpoint with a
+# temperature fitted on its validation split. mnist5k's lengths in one process, the rest in the other; the make
+# target's wall-clock time goes into likelihood.md.
+LIKELIHOOD := results/likelihood
+LIKELIHOOD_DIGITS_EPOCHS := 5,20,80
+LIKELIHOOD_MNIST_EPOCHS := 5,15,45
+LIKELIHOOD_SIZES := 10,50
+LIKELIHOOD_ARGS :=
+LIKELIHOOD_SIZE_ARGS :=
+LIKELIHOOD_TRAIN := $(STUDY_TRAIN) mixup=none,input,manifold seed=$(STUDY_SEEDS) $(LIKELIHOOD_ARGS)
+LIKELIHOOD_EVAL = for run in $(LIKELIHOOD)/runs/$(1)/*/; do OMP_NUM_THREADS=1 $(BIN)/mmx eval run=$$run \
+	checkpoint=last deformations=false 'fgsm.epsilons=[]' ood.max_images=100 progress=false >/dev/null || exit 1; done
+LIKELIHOOD_SWEEP = $(LIKELIHOOD_TRAIN) experiment=likelihood/$(1) $(2) hydra.sweep.dir=$(LIKELIHOOD)/runs/$(3) \
+	&& $(call LIKELIHOOD_EVAL,$(3))
+LIKELIHOOD_A := $(call LIKELIHOOD_SWEEP,mnist5k,epochs=$(LIKELIHOOD_MNIST_EPOCHS),mnist5k_length)
+LIKELIHOOD_B := $(call LIKELIHOOD_SWEEP,digits,epochs=$(LIKELIHOOD_DIGITS_EPOCHS),digits_length) \
+	&& $(call LIKELIHOOD_SWEEP,digits_fewer_labels,dataset.labels_per_class=$(LIKELIHOOD_SIZES) $(LIKELIHOOD_SIZE_ARGS),digits_labels) \
+	&& $(call LIKELIHOOD_SWEEP,mnist5k_fewer_labels,dataset.labels_per_class=$(LIKELIHOOD_SIZES) $(LIKELIHOOD_SIZE_ARGS),mnist5k_labels)
+likelihood-results: $(STAMP)
+	rm -rf $(LIKELIHOOD)/runs && mkdir -p $(LIKELIHOOD)/runs && date +%s > $(LIKELIHOOD)/runs/started
+	$(call side_by_side,($(LIKELIHOOD_A)),($(LIKELIHOOD_B)))
+	$(call prune_runs,$(LIKELIHOOD)/runs)
+	$(BIN)/mmx tables $(LIKELIHOOD)/runs --out $(LIKELIHOOD)
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/likelihood_study.py $(LIKELIHOOD)/runs --out $(LIKELIHOOD) \
+		--seconds $$(( $$(date +%s) - $$(cat $(LIKELIHOOD)/runs/started) ))
+	rm $(LIKELIHOOD)/runs/started
+
+studies: lowlabel-results multilayer-results rnn-results theory-results likelihood-results
 
 # results/theory: is the manifold mixup loss satisfiable exactly when the mixed layer has at least d - 1
 # units? The bottleneck MLP of experiment=theory/digits_mlp at each width, mixed at the bottleneck only, with two

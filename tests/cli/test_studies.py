@@ -136,3 +136,43 @@ def test_the_recurrent_networks_study_runs_end_to_end(tmp_path):
     ]
     assert (out / "runs_digits_gru_curves.png").stat().st_size > 20_000
     assert not list(out.rglob("*.pt"))
+
+
+def test_the_likelihood_study_runs_end_to_end(tmp_path):
+    out = study(
+        "likelihood-results",
+        "LIKELIHOOD",
+        tmp_path,
+        "STUDY_SEEDS=0,1",
+        "LIKELIHOOD_DIGITS_EPOCHS=1,20",
+        "LIKELIHOOD_MNIST_EPOCHS=1",
+        "LIKELIHOOD_SIZES=10",
+        "LIKELIHOOD_ARGS=model.width=8",
+        "LIKELIHOOD_SIZE_ARGS=epochs=2",
+    )
+    rows = list(csv.DictReader(open(out / "likelihood.csv")))
+    assert sorted((r["dataset"], r["condition"], float(r["value"]), r["regime"]) for r in rows) == sorted(
+        [("digits", "length", e, g) for e in (1.0, 20.0) for g in ("none", "input", "manifold")]
+        + [("digits", "labels", v, g) for v in (10.0, 115.0) for g in ("none", "input", "manifold")]
+        + [("mnist5k", "length", 1.0, g) for g in ("none", "input", "manifold")]
+        + [("mnist5k", "labels", 10.0, g) for g in ("none", "input", "manifold")]
+    )  # digits' 20 epochs are the labelled sizes' middle length, so the whole set (115 per class) joins them
+    assert all(r["seeds"] == "2" and float(r["nll_mean"]) > 0 and 0 <= float(r["ece_mean"]) <= 1 for r in rows)
+    differences = list(csv.DictReader(open(out / "likelihood_differences.csv")))
+    assert len(differences) == 2 * len(rows) // 3  # input and manifold against none in every condition
+    for row in differences:
+        t, diff, se = float(row["nll_t"]), float(row["nll_diff"]), float(row["nll_se"])
+        assert t == pytest.approx(diff / se, rel=1e-4)
+    text = (out / "likelihood.md").read_text()
+    assert "Measured time of `make likelihood-results`" in text and "noise" in text
+    assert (out / "likelihood.png").stat().st_size > 50_000 and (out / "eval_calibration.md").is_file()
+    assert not list(out.rglob("*.pt"))
+
+
+def test_the_quickstart_table_says_which_split_chose_best(tmp_path):
+    result = make(
+        "quickstart", f"QUICKSTART_DIR={tmp_path / 'q'}", "QUICKSTART_ARGS=model.width=8 epochs=2", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("digits")]
+    assert len(lines) == 3 and all(" validation " in line for line in lines)
