@@ -24,8 +24,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mmx.config import GROUPS, compose_train, finish, group_options, quote_paths
-from mmx.errors import RunDiverged, UserError
+from mmx.errors import RunDiverged, UserError, WriteFailed
 from mmx.run_dir import RunDir, ending
+from mmx.stops import Stopped
 
 log = logging.getLogger("mmx")
 
@@ -337,6 +338,12 @@ def resumes_in_continued_sweep(run: RunDir) -> bool:
     return False
 
 
+def submitit_job(hydra_cfg) -> str | None:
+    """The id of the submitit job this process runs (Hydra's submitit launcher), which a requeue keeps; else None."""
+    target = str(OmegaConf.select(hydra_cfg, "launcher._target_", default=""))
+    return str(hydra_cfg.job.id) if target.startswith("hydra_plugins.hydra_submitit_launcher.") else None
+
+
 @hydra.main(config_path="pkg://mmx.configs", config_name="train", version_base="1.3")
 def train_command(cfg: DictConfig) -> None:
     from mmx.train import train  # heavy imports (torch) after Hydra has parsed --help and friends
@@ -345,22 +352,36 @@ def train_command(cfg: DictConfig) -> None:
     run = RunDir(hydra_cfg.runtime.output_dir)
     try:
         cfg = finish(cfg, hydra_cfg.runtime.choices.get("experiment"))
+        job = submitit_job(hydra_cfg)
         resume = bool(cfg.resume) or (CONTINUING in os.environ and resumes_in_continued_sweep(run))
         if not resume and run.checkpoint_path("last").exists():  # never train afresh over a run's checkpoints
-            raise UserError(f"{run.path} already holds a run; continue it with resume={run.path}")
-        if resume:
+            if job is None or run.checkpoint_job() != job:
+                raise UserError(f"{run.path} already holds a run; continue it with resume={run.path}")
+            cfg = run.config_for_requeue(cfg, job)  # the same job, requeued by submitit: it continues its own run
+            resume = True
+            log.info("%s: job %s was requeued; it continues its run", run.path, job)
+        elif resume:
             keys = [o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task]
             # every process reads the run's own config (torchrun's other ranks run in a scratch folder)
             cfg = RunDir(cfg.resume or run.path).config_for_resume(
                 cfg, [k for k in keys if k != "resume" and not k.startswith("hydra")]
             )
-        summary = train(cfg, run.path, resume=resume)
+        summary = train(cfg, run.path, resume=resume, job=job)
     except RunDiverged as error:
         if hydra_cfg.mode != RunMode.MULTIRUN:
             print(f"mmx: error: {error}", file=sys.stderr)
             sys.exit(2)
         print(f"mmx: error in {run.path}: {error}; the sweep goes on with its other jobs", file=sys.stderr)
         return
+    except WriteFailed as error:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            then = f"continue the sweep with `mmx train resume={Path(hydra_cfg.sweep.dir).absolute()}`"
+        elif run.checkpoint_path("last").exists():
+            then = f"continue with `mmx train resume={run.path}`"
+        else:
+            then = f"train it again (no checkpoint had been written; delete {run.path} or choose another folder)"
+        print(f"mmx: error: {error.problem}; {error.fix}, then {then}", file=sys.stderr)
+        sys.exit(2)
     except UserError as error:
         print(f"mmx: error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -375,6 +396,14 @@ def train_command(cfg: DictConfig) -> None:
             where += f"; continue with `mmx train resume={run.path}`"
         print(f"mmx: interrupted; {where}", file=sys.stderr)
         sys.exit(130)
+    except Stopped as stop:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            then = f"continue the sweep with `mmx train resume={Path(hydra_cfg.sweep.dir).absolute()}`"
+        else:
+            then = f"continue with `mmx train resume={run.path}`"
+        if not RANK:  # every process stopped at the same step; the main one wrote the checkpoint and says so
+            print(f"mmx: {stop}; {then}", file=sys.stderr)
+        sys.exit(stop.exit_status)
     final, best = summary["final"], summary["best"]
     if final:
         log.info(

@@ -160,6 +160,7 @@ class TrainerSchema:
     eval_every: int = rule(1, min=1, why="the test set is scored, and a checkpoint written, every that many epochs")
     steps_until_captured: bool = False
     finite_check_every: int = rule(50, min=1)
+    checkpoint_every: Any = None  # N steps, or "N min": last.pt inside epochs too (checked by mmx.stops)
     progress: Any = rule("auto", choices=("auto", True, False))
     sync_bn: bool = False
     compile: bool = False
@@ -417,6 +418,9 @@ def check_config(cfg: DictConfig) -> None:
                 f"dataset.{key}={list(cfg.dataset[key])} has {len(cfg.dataset[key])} value(s) but dataset.channels="
                 f"{channels}; give one {key} per channel"
             )
+    from mmx.stops import parse_checkpoint_every
+
+    parse_checkpoint_every(cfg.trainer.get("checkpoint_every"))
     if not DEVICE.match(str(cfg.trainer.device)):
         raise UserError(
             f"trainer.device={cfg.trainer.device} is not a device; use auto, cpu, cuda, cuda:N or cuda:free"
@@ -484,6 +488,7 @@ ADDED_SETTINGS = {
     "dataset.classes": None,
     "dataset.val_size": None,
     "dataset.val_seed": 0,
+    "trainer.checkpoint_every": None,
 }
 
 # Settings that cannot change a run's numbers (beyond float rounding of equivalent computations).
@@ -502,6 +507,7 @@ NOT_RESULTS = (
     "trainer.precision",  # replaced by the precision the run trained in ("auto" means different things)
     "trainer.eval_batch_size",
     "trainer.finite_check_every",
+    "trainer.checkpoint_every",  # a checkpoint changes no state: a resume from it continues bit for bit
     "trainer.deterministic",
     "trainer.compile",
     "trainer.compile_mode",

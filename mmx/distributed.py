@@ -55,6 +55,12 @@ def sum_across(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     return tensor
 
 
+def max_across(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    if ranks.active:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def from_main(value, ranks: Ranks):
     """The main process's value of a picklable object, on every process."""
     if not ranks.active:

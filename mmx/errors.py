@@ -8,3 +8,12 @@ class UserError(Exception):
 class RunDiverged(UserError):
     """A run's loss or weights stopped being finite. In a sweep this is one job's outcome, recorded in its
     summary.json, not a reason to leave the sweep's other jobs unrun."""
+
+
+class WriteFailed(UserError):
+    """A file (of a run, a table, a figure) could not be written: a full disk, a read-only folder. Nothing
+    half-written is left, and the file that was there before is intact."""
+
+    def __init__(self, problem: str, fix: str, path):
+        super().__init__(f"{problem}; {fix}, and run the command again")
+        self.problem, self.fix, self.path = problem, fix, path

@@ -6,8 +6,8 @@
       metrics.csv, tb/      one row per epoch (EPOCH_METRICS, and VAL_METRICS with a validation split), as CSV
                             and TensorBoard events
                             (per trainer.eval_every epochs: the training columns cover them all)
-      checkpoints/last.pt   every recorded epoch; best.pt at each new lowest validation (or, without a
-                            validation split, test) error
+      checkpoints/last.pt   every recorded epoch, and inside epochs (trainer.checkpoint_every, a stop signal);
+                            best.pt at each new lowest validation (or, without a validation split, test) error
       eval.json             mmx eval (and reliability.png); spectrum.json: mmx spectrum
       train.log, .hydra/    the console log, and Hydra's record of the invocation
       .lock                 held by the process that trains in the folder
@@ -25,18 +25,22 @@ import errno
 import fcntl
 import io
 import json
+import logging
 import math
 import os
 import secrets
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from mmx.errors import UserError
+from mmx.errors import UserError, WriteFailed
 
 CONFIG, SUMMARY, METRICS, EVAL = "config.yaml", "summary.json", "metrics.csv", "eval.json"
 TENSORBOARD, CHECKPOINTS, LOCK = "tb", "checkpoints", ".lock"
@@ -106,12 +110,17 @@ def epoch_row(epoch: int, lr: float, train: dict, test: dict, seconds: float, va
 INTERRUPTED = "interrupted (SIGINT) after its last checkpoint"  # summary.json's ``stopped`` after a Ctrl-C
 
 
+def stopped_by(signum: int, at: str) -> str:
+    """summary.json's ``stopped`` after a stop signal (SIGTERM, a cluster's preemption): where its checkpoint is."""
+    return f"interrupted ({signal.Signals(signum).name}) {at}, after a checkpoint of that state"
+
+
 def ending(summary: dict | None) -> str:
-    """How a run ended, from its summary.json: finished, diverged (any other ``stopped`` reason), interrupted,
-    or unfinished (still training, or killed)."""
+    """How a run ended, from its summary.json: finished, interrupted (Ctrl-C or a stop signal), diverged (any
+    other ``stopped`` reason), or unfinished (still training, or killed)."""
     stopped = (summary or {}).get("stopped")
     if stopped:
-        return "interrupted" if stopped == INTERRUPTED else "diverged"
+        return "interrupted" if stopped.startswith("interrupted (") else "diverged"
     return "finished" if summary and summary.get("finished") else "unfinished"
 
 
@@ -267,18 +276,29 @@ class RunDir:
 
     def config_for_resume(self, current: DictConfig, overridden: list[str]) -> DictConfig:
         """The config the run was started with; the keys given again now must keep their values."""
-        from mmx.config import differing_keys
-
         saved = self.read_config()
-        differences = differing_keys(saved, current, overridden)
+        differences = _differences(saved, current, overridden)
         if differences:
-            shown = ", ".join(
-                f"{k} ({OmegaConf.select(saved, k)} -> {OmegaConf.select(current, k)})" for k in differences[:6]
-            )
-            more = f" and {len(differences) - 6} more" if len(differences) > 6 else ""
             raise UserError(
-                f"cannot resume {self.path}: its config differs in {shown}{more}; drop those overrides to "
+                f"cannot resume {self.path}: its config differs in {differences}; drop those overrides to "
                 f"continue it as it was started, or start a new run"
+            )
+        return saved
+
+    def checkpoint_job(self) -> str | None:
+        """The cluster job (submitit's id) that wrote ``last.pt``, if a submitit job did."""
+        return self.load_checkpoint("last").get("job")
+
+    def config_for_requeue(self, current: DictConfig, job: str) -> DictConfig:
+        """The config a requeued job continues with: the run's own, which must equal the one composed now, key for key
+        (a requeue reruns the same overrides, so a difference means the configs or the code changed meanwhile)."""
+        saved = self.read_config()
+        differences = _differences(saved, current, sorted((set(saved) | set(current)) - {"resume"}))
+        if differences:
+            raise UserError(
+                f"cannot continue {self.path} in requeued job {job}: its config differs in {differences} from the one "
+                f"it was started with (the config files or mmx changed meanwhile); restore them, or continue it with "
+                f"`mmx train resume={self.path}`"
             )
         return saved
 
@@ -296,8 +316,11 @@ class RunDir:
         if key in _HELD:
             yield
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_path, "a+")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_path, "a+")
+        except OSError as error:  # a read-only folder, a full disk: nothing can be trained here
+            raise _write_error(error, self.lock_path) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -313,6 +336,10 @@ class RunDir:
             handle.truncate()
             handle.write(f"process {os.getpid()} on {os.uname().nodename}\n")
             handle.flush()
+        except OSError as error:
+            handle.close()
+            raise _write_error(error, self.lock_path) from None
+        try:
             _HELD.add(key)
             yield
         finally:
@@ -321,6 +348,16 @@ class RunDir:
 
 
 _HELD: set[Path] = set()  # folders whose lock this process holds
+
+
+def _differences(saved: DictConfig, current: DictConfig, keys: list[str]) -> str:
+    """The leaf keys under ``keys`` whose values differ, in words (``optim.lr (0.1 -> 0.05)``, six at most); "" if
+    none."""
+    from mmx.config import differing_keys
+
+    differences = differing_keys(saved, current, keys)
+    shown = ", ".join(f"{k} ({OmegaConf.select(saved, k)} -> {OmegaConf.select(current, k)})" for k in differences[:6])
+    return shown + (f" and {len(differences) - 6} more" if len(differences) > 6 else "")
 
 
 class MetricsLog:
@@ -335,14 +372,16 @@ class MetricsLog:
     def __init__(self, run: RunDir, resume_epoch: int = 0, validation: bool = False):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.path = run.metrics_path
+        self.path, self.tensorboard_path = run.metrics_path, run.tensorboard_path
         self.columns = COLUMNS + VAL_COLUMNS if validation else COLUMNS
         self.metrics = EPOCH_METRICS + VAL_METRICS if validation else EPOCH_METRICS
         kept = [row for row in run.read_metrics() if row["epoch"] <= resume_epoch]
         write_atomic(self.path, lambda f: f.write(_csv_text(kept, self.columns, header=True).encode()))
-        self.tensorboard = SummaryWriter(
-            log_dir=str(run.tensorboard_path), purge_step=resume_epoch + 1 if resume_epoch else None
-        )
+        _quiet_tensorboard_writer_errors()
+        with self._tensorboard_writes():
+            self.tensorboard = SummaryWriter(
+                log_dir=str(run.tensorboard_path), purge_step=resume_epoch + 1 if resume_epoch else None
+            )
 
     def write_hparams(self, hparams: dict) -> None:
         """Register the run in TensorBoard's HParams tab: its settings, and the metrics (scalar tags) the
@@ -352,10 +391,11 @@ class MetricsLog:
         metrics = {metric.tag: 0.0 for metric in self.metrics if metric.summary}
         metrics.update({f"best/{metric.summary}": 0.0 for metric in self.metrics if metric.summary})
         experiment, session_start, _ = hparams_summary(hparams, metrics)
-        writer = self.tensorboard._get_file_writer()
-        writer.add_summary(experiment)
-        writer.add_summary(session_start)
-        self.tensorboard.flush()
+        with self._tensorboard_writes():
+            writer = self.tensorboard._get_file_writer()
+            writer.add_summary(experiment)
+            writer.add_summary(session_start)
+            self.tensorboard.flush()
 
     def append(self, row: dict, best: dict | None = None) -> None:
         try:
@@ -364,17 +404,45 @@ class MetricsLog:
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as error:
-            raise _write_error(error, self.path) from None
-        for metric in self.metrics:
-            if metric.tag:
-                self.tensorboard.add_scalar(metric.tag, row[metric.column], global_step=row["epoch"])
-        for name, value in (best or {}).items():
-            if name in TEST_METRICS or name in VALIDATION:
-                self.tensorboard.add_scalar(f"best/{name}", value, global_step=row["epoch"])
-        self.tensorboard.flush()
+            raise _write_error(error, self.path, appending=True) from None
+        with self._tensorboard_writes():
+            for metric in self.metrics:
+                if metric.tag:
+                    self.tensorboard.add_scalar(metric.tag, row[metric.column], global_step=row["epoch"])
+            for name, value in (best or {}).items():
+                if name in TEST_METRICS or name in VALIDATION:
+                    self.tensorboard.add_scalar(f"best/{name}", value, global_step=row["epoch"])
+            self.tensorboard.flush()
 
     def close(self) -> None:
-        self.tensorboard.close()
+        with self._tensorboard_writes():
+            self.tensorboard.close()
+
+    @contextlib.contextmanager
+    def _tensorboard_writes(self) -> Iterator[None]:
+        """TensorBoard writes its event file from a thread of its own, and raises that thread's error at the next
+        write or flush: named here like any other file's."""
+        try:
+            yield
+        except OSError as error:
+            events = Path(os.fsdecode(error.filename)) if error.filename else self.tensorboard_path / "events"
+            raise _write_error(error, events, appending=True) from None
+
+
+def _quiet_tensorboard_writer_errors() -> None:
+    """TensorBoard's writer thread re-raises its write errors, so Python prints them as a thread's traceback, then
+    hands them to the next write in the main thread, where they become one sentence: print them only there."""
+    previous = threading.excepthook
+    if getattr(previous, "mmx", False):
+        return
+
+    def hook(args) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+            return
+        previous(args)
+
+    hook.mmx = True
+    threading.excepthook = hook
 
 
 def _csv_text(rows: list[dict], columns: list[str], header: bool = False) -> str:
@@ -384,6 +452,29 @@ def _csv_text(rows: list[dict], columns: list[str], header: bool = False) -> str
         writer.writeheader()
     writer.writerows({k: row[k] for k in columns} for row in rows)
     return buffer.getvalue()
+
+
+class LogFile(logging.FileHandler):
+    """train.log (``hydra.job_logging``): Hydra's file handler, except that a line it cannot write (a full disk, a
+    folder made read-only) is reported once in one sentence, not as a traceback for every line that follows. The
+    console keeps the whole log, and the run's next checkpoint or metrics row then stops it, as any failed write does.
+    """
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            return super().handleError(record)
+        self.failed = True
+        sys.stderr.write(
+            f"mmx: warning: {self.baseFilename} could not be written ({error.strerror or error}); the log goes to "
+            f"the console only from here\n"
+        )
 
 
 # --- atomic files ------------------------------------------------------------------------------
@@ -421,15 +512,33 @@ def _sync_folder(folder: Path) -> None:
         os.close(handle)
 
 
-def _write_error(error: OSError, path: Path) -> UserError:
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return UserError(
-            f"the disk is full: {path} could not be written (nothing half-written was left); free "
-            f"some space and resume the run"
-        )
-    return UserError(
-        f"{path} could not be written ({error.strerror or error}); check the folder's permissions and free space"
+def _write_error(error: OSError, path: Path, appending: bool = False) -> WriteFailed:
+    """One sentence for a failed write. ``appending``: a log of epochs (metrics.csv, TensorBoard's events), where a
+    resume drops whatever came after its checkpoint; every other file is replaced atomically."""
+    left = (
+        "what earlier epochs wrote to it is kept, and a resume drops anything past its checkpoint"
+        if appending
+        else "nothing half-written was left, and any earlier copy of it is intact"
     )
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return WriteFailed(
+            f"the disk is full: {path.name} could not be written in {path.parent} ({left})", "free some space", path
+        )
+    return WriteFailed(
+        f"{path.name} could not be written in {path.parent} ({error.strerror or error}; {left})",
+        "make the folder writable",
+        path,
+    )
+
+
+def write_text(path: Path, text: str) -> None:
+    """A text file (a table, a CSV), written atomically like every other file mmx writes."""
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def save_figure(figure, path: Path, **options) -> None:
+    """A matplotlib figure as an image file (its format from the suffix), written atomically."""
+    write_atomic(path, lambda f: figure.savefig(f, format=path.suffix.lstrip("."), **options))
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -458,10 +567,16 @@ def read_json(path: Path) -> dict:
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    """torch.save through :func:`write_atomic`: a resume after a kill at any instant finds a whole file."""
+    """torch.save through :func:`write_atomic`: a resume after a kill at any instant finds a whole file.
+
+    The state is serialised in memory first and then written: torch's own file writer reports a full disk as
+    "unexpected pos" (a RuntimeError), where a plain write says what went wrong (an OSError and its errno).
+    """
     import torch  # here, not at the top: `mmx --help` should not wait for torch
 
-    write_atomic(path, lambda f: torch.save(state, f))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: Path) -> dict:

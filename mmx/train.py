@@ -22,130 +22,217 @@ from mmx.config import hparams
 from mmx.distributed import Ranks
 from mmx.errors import RunDiverged, UserError
 from mmx.parts import device_name, resolve_device, show_progress
-from mmx.run_dir import INTERRUPTED, TEST_METRICS, RunDir, chosen_on, code_version, epoch_row, test_record
+from mmx.run_dir import (
+    INTERRUPTED,
+    TEST_METRICS,
+    RunDir,
+    chosen_on,
+    code_version,
+    epoch_row,
+    stopped_by,
+    test_record,
+)
+from mmx.stops import StepBoundary, Stopped, StopSignals, signal_name
 from mmx.trainer import Diverged, Trainer
 
 log = logging.getLogger("mmx")
 
 
-def train(cfg: DictConfig, run_dir: str | Path, resume: bool = False) -> dict:
+def train(cfg: DictConfig, run_dir: str | Path, resume: bool = False, job: str | None = None) -> dict:
     """Train (or continue) the run in ``run_dir`` and return its summary.
 
     Under torchrun every process calls this; the main process's ``run_dir`` is used, and only the
-    main process writes. The folder is locked while the run trains in it.
+    main process writes. The folder is locked while the run trains in it. ``job`` names the cluster
+    job (submitit's id) that trains it, kept in its checkpoints: a requeue of that job continues it.
     """
     ranks = distributed.from_environment()
     try:
         with gpu_slots.claim(cfg.trainer.device, ranks.world_size) as device:
             distributed.start(ranks, resolve_device(device, ranks))  # before the first collective below
             run = RunDir(distributed.from_main(str(run_dir), ranks) if ranks.active else run_dir)
-            with run.locked() if ranks.is_main else contextlib.nullcontext():
-                return train_in(run, cfg, resume, ranks, device)
+            with run.locked() if ranks.is_main else contextlib.nullcontext(), StopSignals().listening() as signals:
+                return Training(run, cfg, resume, ranks, device, signals, job).run()
     finally:
         distributed.stop(ranks)
 
 
-def train_in(run: RunDir, cfg: DictConfig, resume: bool, ranks: Ranks, device: str) -> dict:
-    state = run.load_checkpoint("last") if resume else None
-    trainer = Trainer(cfg, ranks, device, state)
-    if state is not None:
-        check_same_validation(run, state, trainer)
-    main = ranks.is_main
-    info = log.info if main else (lambda *args: None)
-    progress = show_progress(cfg.trainer.progress) and main
-    start_epoch = state["epoch"] if state else 0
-    record = Record(cfg, trainer, state)
-    if resume:
-        info("resuming %s from epoch %d", run, start_epoch)
-    elif main:
-        run.write_config(cfg)
-    if start_epoch >= cfg.epochs:
-        info("%s has already finished its %d epochs; nothing to do", run, cfg.epochs)
-        return finished_summary(run, record, start_epoch) if main else record.summary(start_epoch)
+class Training:
+    """One run's loop from where it stands (the start, an epoch's end, or a step inside an epoch) to its end.
 
-    metrics_log = run.metrics_log(resume_epoch=start_epoch, validation=trainer.validates) if main else None
-    if main and not resume:
-        metrics_log.write_hparams(hparams(cfg))
-    epochs = tqdm(
-        range(start_epoch + 1, cfg.epochs + 1),
-        initial=start_epoch,
-        total=cfg.epochs,
-        desc="training",
-        disable=not progress,
-    )
-    every = cfg.trainer.eval_every
-    saved = start_epoch  # the epoch of the newest checkpoint (the one being written, once scoring has passed)
-    committed = None  # the summary of the newest checkpoint on disk, once this process has written one
-    block = []  # the training statistics of the epochs since the last recorded one
-    try:
-        # logging_redirect_tqdm: log lines print above the progress bars, not through them
-        with logging_redirect_tqdm(), contextlib.closing(metrics_log) if metrics_log else contextlib.nullcontext():
-            for epoch in epochs:
-                started = time.perf_counter()
-                lr = trainer.lr
-                block.append({**trainer.train_epoch(epoch, progress), "seconds": time.perf_counter() - started})
-                if epoch % every and epoch != cfg.epochs:
-                    continue  # trainer.eval_every: scored, recorded and checkpointed every N epochs and at the end
-                train, epochs_in_block = merge_epochs(block), len(block)
-                block = []
-                scoring = time.perf_counter()
-                test = trainer.evaluate()
-                check_test_metrics(test, epoch)
-                val = trainer.evaluate(split="val") if trainer.validates else None
-                if val is not None:
-                    check_test_metrics(val, epoch, "validation")
-                seconds = train["seconds"] + time.perf_counter() - scoring  # the block's training and this scoring
-                record.epoch(epoch, test, seconds, val)
-                state = {**trainer.state_dict(), **record.progress(epoch)}  # a collective: every process takes part
-                saved = epoch  # nothing after this point can diverge
-                if not main:
-                    continue
-                row = epoch_row(epoch, lr, train, test, seconds / epochs_in_block, val)
-                metrics_log.append(row, best=record.best)
-                summary = record.summary(epoch)
-                if record.improved:  # before last.pt, which a resume starts from: an epoch it holds is in best.pt
-                    run.save_checkpoint(state, "best")
-                run.save_checkpoint(state, "last")
-                committed = summary
-                run.write_summary(summary)
-                epochs.set_postfix(test_acc=f"{test['acc']:.2f}", nll=f"{test['nll']:.3f}")
-                info(
-                    "epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f%s  %.1fs  "
-                    "%.0f img/s",
-                    epoch,
-                    cfg.epochs,
-                    lr,
-                    row["train_loss"],
-                    row["train_acc"],
-                    test["acc"],
-                    test["nll"],
-                    test["ece"],
-                    f"  val acc {val['acc']:.2f} nll {val['nll']:.4f}" if val else "",
-                    row["epoch_seconds"],
-                    row["train_images_per_second"],
-                )
-    except KeyboardInterrupt:
-        if main and committed is not None:  # Ctrl-C may land between last.pt and summary.json: they agree
-            run.write_summary(committed if committed["finished"] else {**committed, "stopped": INTERRUPTED})
-        raise
-    except Diverged as error:
-        kept = (
-            f"the last good checkpoint is {run.checkpoint_path('last')} (epoch {saved})"
-            if saved
-            else "no checkpoint was written before it"
+    Each recorded epoch (every ``trainer.eval_every``, and the last) writes best.pt, last.pt and summary.json, in
+    that order. Inside an epoch, a checkpoint that falls due (``trainer.checkpoint_every``) or a stop signal writes
+    last.pt with the epoch so far; after a signal the run stops there (:class:`mmx.stops.Stopped`).
+    """
+
+    def __init__(
+        self,
+        run: RunDir,
+        cfg: DictConfig,
+        resume: bool,
+        ranks: Ranks,
+        device: str,
+        signals: StopSignals,
+        job: str | None = None,
+    ):
+        state = run.load_checkpoint("last") if resume else None
+        self.run_dir, self.cfg, self.resume, self.ranks, self.signals = run, cfg, resume, ranks, signals
+        self.trainer = trainer = Trainer(cfg, ranks, device, state)
+        if state is not None:
+            check_same_validation(run, state, trainer)
+        self.main = ranks.is_main
+        self.progress = show_progress(cfg.trainer.progress) and self.main
+        self.recorded = state["epoch"] if state else 0  # the newest epoch scored and recorded
+        self.partial = state.get("partial") if state else None  # the epoch a mid-epoch checkpoint was written in
+        self.record = Record(cfg, trainer, state, job)
+        self.block = list(state.get("unrecorded", [])) if self.partial else []  # trained since the last record
+        self.boundary = StepBoundary(
+            signals, cfg.trainer.checkpoint_every, ranks, cfg.trainer.finite_check_every, trainer.device
         )
-        if main:
-            run.write_summary(record.summary(saved, stopped=str(error)))
-        fix = "lower optim.lr or try loss/precision settings that keep it finite"
-        raise RunDiverged(f"{error}; {kept}; {fix}") from None
-    summary = record.summary(cfg.epochs)
-    if ranks.active:
-        summary["parameters_in_sync"] = distributed.parameters_in_sync(trainer.network, ranks)
-        if main and not summary["parameters_in_sync"]:
-            log.warning("the processes ended with different parameters; this run's checkpoints hold rank 0's")
-    if main:
-        run.write_summary(summary)
-    return summary
+        self.checkpoint = where(self.partial) if self.partial else f"epoch {self.recorded}" if state else None
+        self.committed = None  # the summary of the newest checkpoint on disk, once this process has written one
+
+    def info(self, *args) -> None:
+        if self.main:
+            log.info(*args)
+
+    def run(self) -> dict:
+        run, cfg, record, trainer = self.run_dir, self.cfg, self.record, self.trainer
+        if self.resume:
+            self.info("resuming %s from %s", run, where(self.partial) if self.partial else f"epoch {self.recorded}")
+        elif self.main:
+            run.write_config(cfg)
+        if self.recorded >= cfg.epochs:
+            self.info("%s has already finished its %d epochs; nothing to do", run, cfg.epochs)
+            return finished_summary(run, record, self.recorded) if self.main else record.summary(self.recorded)
+
+        self.metrics_log = (
+            run.metrics_log(resume_epoch=self.recorded, validation=trainer.validates) if self.main else None
+        )
+        if self.main and not self.resume:
+            self.metrics_log.write_hparams(hparams(cfg))
+        first = self.partial["epoch"] if self.partial else self.recorded + 1
+        epochs = tqdm(
+            range(first, cfg.epochs + 1),
+            initial=first - 1,
+            total=cfg.epochs,
+            desc="training",
+            disable=not self.progress,
+        )
+        try:
+            # logging_redirect_tqdm: log lines print above the progress bars, not through them
+            with (
+                logging_redirect_tqdm(),
+                contextlib.closing(self.metrics_log) if self.main else contextlib.nullcontext(),
+            ):
+                for epoch in epochs:
+                    self.epoch(epoch, epochs)
+        except KeyboardInterrupt:
+            committed = self.committed
+            if self.main and committed is not None:  # Ctrl-C may land between last.pt and summary.json: they agree
+                run.write_summary(committed if committed["finished"] else {**committed, "stopped": INTERRUPTED})
+            raise
+        except Diverged as error:
+            kept = (
+                f"the last good checkpoint is {run.checkpoint_path('last')} ({self.checkpoint})"
+                if self.checkpoint
+                else "no checkpoint was written before it"
+            )
+            if self.main:
+                run.write_summary(record.summary(self.recorded, stopped=str(error)))
+            fix = "lower optim.lr or try loss/precision settings that keep it finite"
+            raise RunDiverged(f"{error}; {kept}; {fix}") from None
+        summary = record.summary(cfg.epochs)
+        if self.ranks.active:
+            summary["parameters_in_sync"] = distributed.parameters_in_sync(trainer.network, self.ranks)
+            if self.main and not summary["parameters_in_sync"]:
+                log.warning("the processes ended with different parameters; this run's checkpoints hold rank 0's")
+        if self.main:
+            run.write_summary(summary)
+        return summary
+
+    def epoch(self, epoch: int, epochs: tqdm) -> None:
+        """Train ``epoch`` (or its rest, after a mid-epoch checkpoint) and, when it is due, score and record it."""
+        cfg, trainer, record, run = self.cfg, self.trainer, self.record, self.run_dir
+        resumed = self.partial if self.partial and self.partial["epoch"] == epoch else None
+        started = time.perf_counter() - (resumed["seconds"] if resumed else 0.0)
+        lr = trainer.lr
+        train = trainer.train_epoch(epoch, self.progress, after_step=self.after_step)
+        self.block.append({**train, "seconds": time.perf_counter() - started})
+        if epoch % cfg.trainer.eval_every and epoch != cfg.epochs:
+            return  # trainer.eval_every: scored, recorded and checkpointed every N epochs and at the end
+        train, epochs_in_block = merge_epochs(self.block), len(self.block)
+        self.block = []
+        scoring = time.perf_counter()
+        test = trainer.evaluate()
+        check_test_metrics(test, epoch)
+        val = trainer.evaluate(split="val") if trainer.validates else None
+        if val is not None:
+            check_test_metrics(val, epoch, "validation")
+        seconds = train["seconds"] + time.perf_counter() - scoring  # the block's training and this scoring
+        record.epoch(epoch, test, seconds, val)
+        state = {**trainer.state_dict(), **record.progress(epoch)}  # a collective: every process takes part
+        self.recorded, self.checkpoint = epoch, f"epoch {epoch}"  # nothing after this point can diverge
+        if self.main:
+            row = epoch_row(epoch, lr, train, test, seconds / epochs_in_block, val)
+            self.metrics_log.append(row, best=record.best)
+            summary = record.summary(epoch)
+            if record.improved:  # before last.pt, which a resume starts from: an epoch it holds is in best.pt
+                run.save_checkpoint(state, "best")
+            run.save_checkpoint(state, "last")
+            self.committed = summary
+            run.write_summary(summary)
+            epochs.set_postfix(test_acc=f"{test['acc']:.2f}", nll=f"{test['nll']:.3f}")
+            log.info(
+                "epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f%s  %.1fs  %.0f img/s",
+                epoch,
+                cfg.epochs,
+                lr,
+                row["train_loss"],
+                row["train_acc"],
+                test["acc"],
+                test["nll"],
+                test["ece"],
+                f"  val acc {val['acc']:.2f} nll {val['nll']:.4f}" if val else "",
+                row["epoch_seconds"],
+                row["train_images_per_second"],
+            )
+        self.boundary.saved()
+        signum, _ = self.boundary.agreed()  # a signal during scoring: the checkpoint just written holds the run
+        if signum is not None and epoch != cfg.epochs:
+            self.stop(signum, f"after epoch {epoch}")
+
+    def after_step(self, position: dict) -> None:
+        """Called by the trainer after each step: a mid-epoch checkpoint when one is due or a signal asks to stop."""
+        save, signum = self.boundary.after_step(position["step"])
+        if not save:
+            return
+        started = time.perf_counter()
+        self.trainer.check_finite_so_far()  # last.pt only ever holds finite weights
+        state = {**self.trainer.state_dict(), **self.record.progress(self.recorded), "unrecorded": self.block}
+        self.checkpoint = where(position)
+        if self.main:
+            self.run_dir.save_checkpoint(state, "last")
+            self.committed = self.record.summary(self.recorded)
+            log.info(
+                "%s: checkpoint at %s written in %.2fs", self.run_dir, self.checkpoint, time.perf_counter() - started
+            )
+        self.boundary.saved()
+        if signum is not None:
+            self.stop(signum, f"at {self.checkpoint}")
+
+    def stop(self, signum: int, at: str) -> None:
+        """After the checkpoint of ``at``: say so in summary.json, hand the signal on (submitit requeues the job and
+        exits), or stop with :class:`Stopped`."""
+        if self.main:
+            self.run_dir.write_summary(self.record.summary(self.recorded, stopped=stopped_by(signum, at)))
+            log.info("%s: stopped by %s %s; its checkpoint holds that state", self.run_dir, signal_name(signum), at)
+        self.signals.hand_over()
+        raise Stopped(signum, f"{at}, after writing {self.run_dir.checkpoint_path('last')}")
+
+
+def where(position: dict) -> str:
+    """A mid-epoch checkpoint's place in words: ``epoch 3, step 40 of 56``."""
+    return f"epoch {position['epoch']}, step {position['step']} of {position['steps']}"
 
 
 def finished_summary(run: RunDir, record: Record, epochs_done: int) -> dict:
@@ -163,9 +250,9 @@ def finished_summary(run: RunDir, record: Record, epochs_done: int) -> dict:
 class Record:
     """What a run has done so far: the best and final epochs, the wall time, and the summary that says so."""
 
-    def __init__(self, cfg: DictConfig, trainer: Trainer, state: dict | None):
-        """``state``: the checkpoint a resume starts from (None for a new run)."""
-        self.cfg, self.trainer = cfg, trainer
+    def __init__(self, cfg: DictConfig, trainer: Trainer, state: dict | None, job: str | None = None):
+        """``state``: the checkpoint a resume starts from (None for a new run); ``job``: the cluster job training it."""
+        self.cfg, self.trainer, self.job = cfg, trainer, job
         self.validation = trainer.data.validation  # the best epoch is the one of lowest validation error, if any
         state = state or {}
         self.best, self.wall_seconds = state.get("best"), state.get("wall_seconds", 0.0)
@@ -191,6 +278,7 @@ class Record:
             "code": self.code,
             "model_args": model_args(self.cfg, self.trainer),
             "validation": self.validation.as_dict() if self.validation else None,
+            "job": self.job,
         }
 
     def summary(self, epochs_done: int, stopped: str | None = None) -> dict:
@@ -227,6 +315,7 @@ class Record:
             "model_args": model_args(cfg, trainer),
             "torch": torch.__version__,
             "code": self.code,
+            "job": self.job,
         }
 
 

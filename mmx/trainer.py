@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig
@@ -44,6 +46,19 @@ class Diverged(Exception):
         self.epoch = epoch
 
 
+@dataclass
+class RunningEpoch:
+    """An epoch in progress: its per-step losses and correct count (on the device), how far it is, and its time."""
+
+    epoch: int
+    steps: int
+    step_losses: torch.Tensor
+    correct: torch.Tensor
+    done: int = 0  # steps trained
+    checked: int = 0  # steps whose losses have been checked for finiteness
+    seconds: float = 0.0  # training time so far (before a stop, too)
+
+
 class Trainer:
     """One run's network, data, optimiser, schedule, mixer and training step.
 
@@ -56,6 +71,8 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, ranks: Ranks = Ranks(), device: str | None = None, state: dict | None = None):
         self.cfg, self.ranks = cfg, ranks
+        self.running: RunningEpoch | None = None  # the epoch being trained, while train_epoch runs
+        self.resumed: tuple[dict, dict] | None = None  # (where, statistics so far) of a mid-epoch checkpoint
         self.device = resolve_device(device or cfg.trainer.device, ranks)
         configure_backends(cfg.trainer, self.device)
         distributed.start(ranks, self.device)
@@ -123,8 +140,11 @@ class Trainer:
         """The learning rate of the coming epoch (a device tensor under CUDA graphs: read once an epoch)."""
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def train_epoch(self, epoch: int, progress: bool = False, max_steps: int | None = None) -> dict:
-        """One pass over the training set, then one step of the schedule.
+    def train_epoch(
+        self, epoch: int, progress: bool = False, max_steps: int | None = None, after_step: Callable | None = None
+    ) -> dict:
+        """One pass over the training set (or the rest of one a mid-epoch checkpoint stopped in), then one step of
+        the schedule.
 
         Statistics stay on the device; the host reads them every ``trainer.finite_check_every``
         steps (to stop a diverged run within that many steps, not after a whole epoch) and at the
@@ -133,29 +153,42 @@ class Trainer:
         ``max_steps`` (default ``trainer.max_steps_per_epoch``) cuts the epoch; with
         ``trainer.steps_until_captured`` (smoke runs) a cut epoch under CUDA graphs goes on until
         every mixing point has been captured and replayed.
+        ``after_step({"epoch", "step", "steps"})`` is called after every step; while it runs,
+        :meth:`state_dict` holds the epoch so far, and a resume from that state finishes the epoch
+        as if it had never stopped.
         """
         self.model.train()
         max_steps = self.cfg.trainer.max_steps_per_epoch if max_steps is None else max_steps
         until_captured = self.cfg.trainer.steps_until_captured and self.cfg.trainer.cuda_graphs
         steps = len(self.batches) if max_steps is None or until_captured else min(max_steps, len(self.batches))
-        step_losses = torch.zeros(steps, device=self.device)
-        correct = torch.zeros((), device=self.device)
-        start = time.perf_counter()
-        done, checked = 0, 0
+        running = self.running = self._resumed_epoch(epoch, steps) or RunningEpoch(
+            epoch, steps, torch.zeros(steps, device=self.device), torch.zeros((), device=self.device)
+        )
+        start = time.perf_counter() - running.seconds
         check_every = self.cfg.trainer.finite_check_every
         for images, labels in tqdm(
-            itertools.islice(self.batches, steps), total=steps, desc=f"epoch {epoch}", leave=False, disable=not progress
+            itertools.islice(self.batches, steps - running.done),
+            initial=running.done,
+            total=steps,
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=not progress,
         ):
             loss, step_correct = self.step(images, labels, self.mixer.draw(len(images)))
-            step_losses[done] = loss
-            correct += step_correct
-            done += 1
-            if done - checked == check_every:  # a host sync every check_every steps, never per step
-                self._check_losses(step_losses[:done], epoch, first=checked)
-                checked = done
-            if until_captured and done >= (max_steps or 0) and self.step.captured(self.mixer.programs):
+            running.step_losses[running.done] = loss
+            running.correct += step_correct
+            running.done += 1
+            if running.done - running.checked == check_every:  # a host sync every check_every steps, never per step
+                self._check_losses(running.step_losses[: running.done], epoch, first=running.checked)
+                running.checked = running.done
+            if until_captured and running.done >= (max_steps or 0) and self.step.captured(self.mixer.programs):
                 break
-        step_losses = step_losses[:done]
+            if after_step is not None:
+                running.seconds = time.perf_counter() - start
+                after_step({"epoch": epoch, "step": running.done, "steps": steps})
+        self.running = None
+        done, correct = running.done, running.correct
+        step_losses = running.step_losses[:done]
         sum_across(step_losses, self.ranks)
         sum_across(correct, self.ranks)
         losses = step_losses.cpu() / self.ranks.world_size  # the epoch's one host sync
@@ -180,6 +213,43 @@ class Trainer:
             "images": images,
             "step_losses": losses.tolist(),
         }
+
+    def _resumed_epoch(self, epoch: int, steps: int) -> "RunningEpoch | None":
+        """The epoch a mid-epoch checkpoint was written in, as it stood then (once: the first epoch trained)."""
+        resumed, self.resumed = self.resumed, None
+        if resumed is None:
+            return None
+        partial, so_far = resumed
+        if (partial["epoch"], partial["steps"]) != (epoch, steps):
+            raise RuntimeError(
+                f"the checkpoint stopped inside epoch {partial['epoch']} of {partial['steps']} steps, but the loop "
+                f"went on with epoch {epoch} of {steps} steps"
+            )
+        losses = torch.zeros(steps, device=self.device)
+        losses[: partial["step"]] = so_far["step_losses"].to(self.device)
+        return RunningEpoch(
+            epoch,
+            steps,
+            losses,
+            so_far["correct"].to(self.device),
+            partial["step"],
+            partial["checked"],
+            partial["seconds"],
+        )
+
+    def check_finite_so_far(self) -> None:
+        """Before a mid-epoch checkpoint: the losses since the last check, and the weights, are finite (or
+        :class:`Diverged`). A collective under torchrun."""
+        running = self.running
+        if running.done > running.checked:
+            self._check_losses(running.step_losses[: running.done], running.epoch, first=running.checked)
+            running.checked = running.done
+        if not all_finite(self.network):
+            raise Diverged(
+                running.epoch,
+                f"the weights became non-finite in epoch {running.epoch} by step {running.done} although its "
+                f"losses were finite (an update overflowed)",
+            )
 
     def _check_losses(self, losses: torch.Tensor, epoch: int, first: int) -> None:
         """Stop if a loss since step ``first`` is not finite. One host sync; every process agrees (a collective)."""
@@ -238,8 +308,14 @@ class Trainer:
         The data and mixing generators differ between processes, so every process's are kept (a
         collective: every process must call it).
         """
-        own = {"data": self.batches.state_dict(), "mixer": self.mixer.state_dict()}
-        return {
+        running = self.running
+        own = {"data": self.batches.state_dict(running.done if running else None), "mixer": self.mixer.state_dict()}
+        if running:  # this process's statistics of the epoch so far
+            own["epoch_so_far"] = {
+                "step_losses": running.step_losses[: running.done].cpu(),
+                "correct": running.correct.cpu(),
+            }
+        state = {
             "world_size": self.ranks.world_size,
             "model": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -248,6 +324,15 @@ class Trainer:
             "process_rng": distributed.gather_objects(own, self.ranks),
             "global_rng": global_rng_state(),
         }
+        if running:
+            state["partial"] = {
+                "epoch": running.epoch,
+                "step": running.done,
+                "steps": running.steps,
+                "checked": running.checked,
+                "seconds": running.seconds,
+            }
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` (before the first step: the constructor does it when given ``state``)."""
@@ -264,6 +349,8 @@ class Trainer:
         self.batches.load_state_dict(own["data"])
         self.mixer.load_state_dict(own["mixer"])
         restore_global_rng_state(state["global_rng"])
+        if "partial" in state:  # written inside an epoch: the next train_epoch goes on from there
+            self.resumed = (state["partial"], own["epoch_so_far"])
 
 
 def uses_fused_sgd(trainer: DictConfig) -> bool:

@@ -4,10 +4,13 @@ process), and the sizes that keep a run quick on 2 CPU cores."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 MMX = str(Path(sys.executable).parent / "mmx")
@@ -71,3 +74,59 @@ def assert_one_sentence_error(result: subprocess.CompletedProcess, *fragments: s
     assert "Traceback" not in result.stderr + result.stdout
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
+
+
+# --- runs stopped and continued (tests/cli/test_stops.py, test_requeue.py, test_full_disk.py) ---
+
+# 44 steps of 32 digits per epoch: long enough that a signal sent just after an epoch's record lands inside the next.
+STOPPABLE = [
+    "train",
+    *TINY,
+    "model.width=16",
+    "trainer.deterministic=true",
+    "batch_size=32",
+    "epochs=4",
+    "schedule.milestones=[2,3]",
+]
+
+
+def launch(command: list[str], cwd: Path, **env) -> subprocess.Popen:
+    """``command`` in a subprocess with run_mmx's environment (the same threads: the same floating-point sums)."""
+    env = {**os.environ, "MMX_DATA": str(cwd / "data"), **env}
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(ready, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while not ready() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert ready(), "the run never got there"
+
+
+def epochs_recorded(run: Path) -> int:
+    try:
+        return json.loads((run / "summary.json").read_text())["epochs_done"]
+    except (OSError, ValueError):
+        return 0
+
+
+def metric_rows(run: Path) -> list[dict]:
+    """metrics.csv without its timing columns (which differ between any two runs)."""
+    with open(run / "metrics.csv", newline="") as handle:
+        return [
+            {k: v for k, v in row.items() if k not in ("epoch_seconds", "train_images_per_second")}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def assert_same_run(run: Path, reference: Path) -> None:
+    """The same final and best numbers, every metrics row, and bit-identical final weights."""
+    ours, theirs = (json.loads((r / "summary.json").read_text()) for r in (run, reference))
+    assert ours["finished"] and ours["stopped"] is None
+    assert ours["final"] == theirs["final"] and ours["best"] == theirs["best"]
+    assert metric_rows(run) == metric_rows(reference)
+    import torch  # here: most tests that import helpers never load a checkpoint
+
+    weights = [torch.load(r / "checkpoints" / "last.pt", weights_only=True)["model"] for r in (run, reference)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -64,24 +64,41 @@ class TrainBatches:
             if world_size == 1
             else torch.Generator(images.device).manual_seed(seed + 7919 * (rank + 1))
         )
+        self.order: torch.Tensor | None = None  # the current epoch's permutation
+        self._resume_at: tuple[torch.Tensor, int] | None = None  # (order, step) of an epoch a checkpoint stopped in
 
     def __len__(self) -> int:
         return len(self.images) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.images), device=self.images.device, generator=self.order_generator)
-        for step in range(len(self)):
+        if self._resume_at is not None:  # the rest of the epoch a mid-epoch checkpoint was written in
+            order, start = self._resume_at
+            self._resume_at = None
+        else:
+            order, start = (
+                torch.randperm(len(self.images), device=self.images.device, generator=self.order_generator),
+                0,
+            )
+        self.order = order
+        for step in range(start, len(self)):
             index = order[process_slice(step, self.batch_size, self.rank, self.world_size)]
             images = random_crop_flip(self.images[index], self.crop_padding, self.flip, self.augment_generator)
             # the layout the network trains in, set on the uint8 images (a quarter of the bytes of floats)
             yield self.normalizer(images.contiguous(memory_format=self.memory_format)), self.labels[index]
 
-    def state_dict(self) -> dict:
-        return {"order": self.order_generator.get_state(), "augment": self.augment_generator.get_state()}
+    def state_dict(self, position: int | None = None) -> dict:
+        """The generators' states; inside an epoch (``position``: the steps it has done) also the epoch's order,
+        so that a resume continues the epoch where it stopped, with the same draws."""
+        state = {"order": self.order_generator.get_state(), "augment": self.augment_generator.get_state()}
+        if position is not None:
+            state.update(epoch_order=self.order.cpu(), position=position)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.order_generator.set_state(state["order"])
         self.augment_generator.set_state(state["augment"])
+        if "position" in state:
+            self._resume_at = (state["epoch_order"].to(self.images.device), int(state["position"]))
 
 
 def eval_batches(

@@ -181,14 +181,16 @@ class EpochBatches(torch.utils.data.Sampler):
         self.size, self.batch_size, self.seed = size, batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.start = 0  # the step the next epoch starts at: 0, or where a mid-epoch checkpoint stopped
 
     def __len__(self) -> int:
         return self.size // self.batch_size
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
+        start, self.start = self.start, 0
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-        for step in range(len(self)):
+        for step in range(start, len(self)):
             yield [(epoch, int(i)) for i in order[process_slice(step, self.batch_size, self.rank, self.world_size)]]
 
 
@@ -224,11 +226,16 @@ class LoaderBatches:
     def __iter__(self):
         return _to_device(self.loader, self.device, self.normalizer, self.memory_format)
 
-    def state_dict(self) -> dict:
-        return {"epoch": self.sampler.epoch}
+    def state_dict(self, position: int | None = None) -> dict:
+        """The next epoch's number; inside an epoch (``position``: the steps it has done) that epoch's, and where
+        in it to go on (the workers' prefetching has already counted it as begun)."""
+        if position is None:
+            return {"epoch": self.sampler.epoch}
+        return {"epoch": self.sampler.epoch - 1, "position": position}
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.epoch = int(state["epoch"])
+        self.sampler.start = int(state.get("position", 0))
 
 
 def _to_device(loader: DataLoader, device: torch.device, normalizer, memory_format):

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mmx.metrics import confidence_bin
+from mmx.run_dir import save_figure
 
 
 def brier_score(probs: torch.Tensor, labels: torch.Tensor) -> float:
@@ -78,5 +79,5 @@ def plot_reliability(rows: list[dict], path: Path, title: str) -> None:
     bottom.set(xlim=(0, 1), xlabel="confidence (max softmax probability)", ylabel="count")
     bottom.set_yscale("symlog")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     plt.close(figure)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from mmx.report.cells import IDENTITY, cells, column_name, identity, show, varying
 from mmx.report.tables import _mean_std, paper_numbers, to_markdown
+from mmx.run_dir import write_text
 
 # table -> (paper table id, prefixes of our columns)
 KINDS = {
@@ -150,7 +151,7 @@ def write_eval_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
         numbers, pretty = tables
         text = f"mmx eval, {kind}: {CAPTIONS[kind]}; mean ± sample std over distinct seeds."
         csv_path, md_path = out / f"eval_{kind}.csv", out / f"eval_{kind}.md"
-        numbers.to_csv(csv_path, index=False, float_format="%.6g")
-        md_path.write_text(f"{text}\n\n{to_markdown(pretty, [c for c in pretty.columns if c in numbers.columns])}")
+        write_text(csv_path, numbers.to_csv(index=False, float_format="%.6g"))
+        write_text(md_path, f"{text}\n\n{to_markdown(pretty, [c for c in pretty.columns if c in numbers.columns])}")
         written += [csv_path, md_path]
     return written

@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 from mmx.errors import UserError  # noqa: E402
 from mmx.report.cells import Cell, cell_key, cells, column_name, show, varying  # noqa: E402
 from mmx.report.runs import read_curves  # noqa: E402
+from mmx.run_dir import save_figure, write_text  # noqa: E402
 
 log = logging.getLogger("mmx")
 PANELS = [("test_error", "test error (%)"), ("test_nll", "test NLL (nats)")]
@@ -78,7 +79,7 @@ def curve_figure(runs: pd.DataFrame, title: str, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -116,7 +117,7 @@ def alpha_figure(runs: pd.DataFrame, title: str, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(title)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -230,9 +231,9 @@ def against_figure(runs: pd.DataFrame, name: str, title: str, path: Path) -> Pat
             ax.set_xticks(range(len(categories)), labels=categories)
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
-    points.drop(columns="line_key").to_csv(path.with_suffix(".csv"), index=False, float_format="%.6g")
+    write_text(path.with_suffix(".csv"), points.drop(columns="line_key").to_csv(index=False, float_format="%.6g"))
     return path
 
 

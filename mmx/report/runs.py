@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -70,7 +71,8 @@ def read_run(run_dir: Path) -> dict:
         )
         for block in ("final", "best"):
             for metric in [*TEST_METRICS, *VALIDATION]:
-                row[f"{block}_{metric}"] = (summary[block] or {}).get(metric)
+                # NaN, not None, for a run stopped before its first recorded epoch: the columns stay numeric
+                row[f"{block}_{metric}"] = (summary[block] or {}).get(metric, math.nan)
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"{run.summary_path} is damaged ({type(error).__name__}: {error})") from None
     evaluation = run.read_eval()

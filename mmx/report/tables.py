@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmx.report.cells import IDENTITY, REGIME_ORDER, cells, column_name, identity, show, varying
-from mmx.run_dir import TEST_METRICS, VALIDATION
+from mmx.run_dir import TEST_METRICS, VALIDATION, write_text
 
 log = logging.getLogger("mmx")
 
@@ -200,16 +200,17 @@ def write_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
         pretty = formatted(cells, table)
         text = caption(cells, table)
         paths = [out / f"{table}.csv", out / f"{table}.md", out / f"{table}.tex"]
-        cells.to_csv(paths[0], index=False, float_format="%.6g")
-        paths[1].write_text(f"{text}\n\n{to_markdown(pretty, cells.attrs['columns'])}")
-        paths[2].write_text(
+        write_text(paths[0], cells.to_csv(index=False, float_format="%.6g"))
+        write_text(paths[1], f"{text}\n\n{to_markdown(pretty, cells.attrs['columns'])}")
+        write_text(
+            paths[2],
             pretty.to_latex(index=False, caption=text, label=f"tab:mmx-{table}")
             .replace("±", r"$\pm$")
             .replace("Δ", r"$\Delta$")
             .replace("σ", r"$\sigma$")
             .replace("%", r"\%")
             .replace("_", r"\_")
-            .replace("–", "--")
+            .replace("–", "--"),
         )
         written += paths
     return written
