@@ -22,7 +22,7 @@ def test_gpu_check_runs_its_cpu_parts_and_names_what_it_skipped(tmp_path):
     report = json.loads((tmp_path / "check.json").read_text())
     parts = report["parts"]
     assert report["passed"] and report["environment"]["device"] == "cpu"
-    for name in ("graphs", "compile"):  # eager against the fused SGD, and against torch.compile
+    for name in ("graphs", "compile", "resume"):  # eager vs fused SGD and torch.compile; a mid-epoch resume
         assert parts[name]["status"] == "passed" and parts[name]["checks"], parts[name]
         assert all(check["ok"] for check in parts[name]["checks"])
         assert parts[name]["log_problems"] == []
