@@ -338,6 +338,13 @@ def resumes_in_continued_sweep(run: RunDir) -> bool:
     return False
 
 
+def continue_with(hydra_cfg, run: RunDir) -> str:
+    """The command that continues a stopped run: its sweep's, in a sweep."""
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return f"continue the sweep with `mmx train resume={Path(hydra_cfg.sweep.dir).absolute()}`"
+    return f"continue with `mmx train resume={run.path}`"
+
+
 def submitit_job(hydra_cfg) -> str | None:
     """The id of the submitit job this process runs (Hydra's submitit launcher), which a requeue keeps; else None."""
     target = str(OmegaConf.select(hydra_cfg, "launcher._target_", default=""))
@@ -374,10 +381,8 @@ def train_command(cfg: DictConfig) -> None:
         print(f"mmx: error in {run.path}: {error}; the sweep goes on with its other jobs", file=sys.stderr)
         return
     except WriteFailed as error:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            then = f"continue the sweep with `mmx train resume={Path(hydra_cfg.sweep.dir).absolute()}`"
-        elif run.checkpoint_path("last").exists():
-            then = f"continue with `mmx train resume={run.path}`"
+        if hydra_cfg.mode == RunMode.MULTIRUN or run.checkpoint_path("last").exists():
+            then = continue_with(hydra_cfg, run)
         else:
             then = f"train it again (no checkpoint had been written; delete {run.path} or choose another folder)"
         print(f"mmx: error: {error.problem}; {error.fix}, then {then}", file=sys.stderr)
@@ -390,19 +395,13 @@ def train_command(cfg: DictConfig) -> None:
         where = (
             f"the last checkpoint is {last}" if last.exists() else "no epoch had finished, so there is no checkpoint"
         )
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            where += f"; continue the sweep with `mmx train resume={Path(hydra_cfg.sweep.dir).absolute()}`"
-        elif last.exists():
-            where += f"; continue with `mmx train resume={run.path}`"
+        if hydra_cfg.mode == RunMode.MULTIRUN or last.exists():
+            where += f"; {continue_with(hydra_cfg, run)}"
         print(f"mmx: interrupted; {where}", file=sys.stderr)
         sys.exit(130)
     except Stopped as stop:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            then = f"continue the sweep with `mmx train resume={Path(hydra_cfg.sweep.dir).absolute()}`"
-        else:
-            then = f"continue with `mmx train resume={run.path}`"
         if not RANK:  # every process stopped at the same step; the main one wrote the checkpoint and says so
-            print(f"mmx: {stop}; {then}", file=sys.stderr)
+            print(f"mmx: {stop}; {continue_with(hydra_cfg, run)}", file=sys.stderr)
         sys.exit(stop.exit_status)
     final, best = summary["final"], summary["best"]
     if final:

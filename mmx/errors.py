@@ -11,8 +11,8 @@ class RunDiverged(UserError):
 
 
 class WriteFailed(UserError):
-    """A file (of a run, a table, a figure) could not be written: a full disk, a read-only folder. Nothing
-    half-written is left, and the file that was there before is intact."""
+    """A file (of a run, a table, a figure) could not be written: a full disk, a read-only folder. The message
+    (``problem``) says what is left of it; ``fix`` what to do before running the command again."""
 
     def __init__(self, problem: str, fix: str, path):
         super().__init__(f"{problem}; {fix}, and run the command again")

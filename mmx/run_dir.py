@@ -185,7 +185,7 @@ class RunDir:
     # --- writers ---------------------------------------------------------------------------------
 
     def write_config(self, cfg: DictConfig) -> None:
-        write_atomic(self.config_path, lambda f: f.write(OmegaConf.to_yaml(cfg, resolve=True).encode()))
+        write_text(self.config_path, OmegaConf.to_yaml(cfg, resolve=True))
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.summary_path, summary)
@@ -376,7 +376,7 @@ class MetricsLog:
         self.columns = COLUMNS + VAL_COLUMNS if validation else COLUMNS
         self.metrics = EPOCH_METRICS + VAL_METRICS if validation else EPOCH_METRICS
         kept = [row for row in run.read_metrics() if row["epoch"] <= resume_epoch]
-        write_atomic(self.path, lambda f: f.write(_csv_text(kept, self.columns, header=True).encode()))
+        write_text(self.path, _csv_text(kept, self.columns, header=True))
         _quiet_tensorboard_writer_errors()
         with self._tensorboard_writes():
             self.tensorboard = SummaryWriter(
@@ -532,7 +532,7 @@ def _write_error(error: OSError, path: Path, appending: bool = False) -> WriteFa
 
 
 def write_text(path: Path, text: str) -> None:
-    """A text file (a table, a CSV), written atomically like every other file mmx writes."""
+    """A text file (a table, a CSV, JSON, YAML), written atomically like every other file mmx writes."""
     write_atomic(path, lambda f: f.write(text.encode()))
 
 
@@ -543,8 +543,7 @@ def save_figure(figure, path: Path, **options) -> None:
 
 def write_json(path: Path, data: dict) -> None:
     """Strict JSON (NaN and infinities become null, which every JSON reader accepts), written atomically."""
-    text = json.dumps(_strict(data), indent=2, allow_nan=False) + "\n"
-    write_atomic(path, lambda f: f.write(text.encode()))
+    write_text(path, json.dumps(_strict(data), indent=2, allow_nan=False) + "\n")
 
 
 def _strict(value):

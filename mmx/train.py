@@ -33,7 +33,7 @@ from mmx.run_dir import (
     test_record,
 )
 from mmx.stops import StepBoundary, Stopped, StopSignals, signal_name
-from mmx.trainer import Diverged, Trainer
+from mmx.trainer import Diverged, RunningEpoch, Trainer
 
 log = logging.getLogger("mmx")
 
@@ -88,7 +88,7 @@ class Training:
         self.boundary = StepBoundary(
             signals, cfg.trainer.checkpoint_every, ranks, cfg.trainer.finite_check_every, trainer.device
         )
-        self.checkpoint = where(self.partial) if self.partial else f"epoch {self.recorded}" if state else None
+        self.checkpoint = where(**self.partial) if self.partial else f"epoch {self.recorded}" if state else None
         self.committed = None  # the summary of the newest checkpoint on disk, once this process has written one
 
     def info(self, *args) -> None:
@@ -98,7 +98,7 @@ class Training:
     def run(self) -> dict:
         run, cfg, record, trainer = self.run_dir, self.cfg, self.record, self.trainer
         if self.resume:
-            self.info("resuming %s from %s", run, where(self.partial) if self.partial else f"epoch {self.recorded}")
+            self.info("resuming %s from %s", run, where(**self.partial) if self.partial else f"epoch {self.recorded}")
         elif self.main:
             run.write_config(cfg)
         if self.recorded >= cfg.epochs:
@@ -201,15 +201,15 @@ class Training:
         if signum is not None and epoch != cfg.epochs:
             self.stop(signum, f"after epoch {epoch}")
 
-    def after_step(self, position: dict) -> None:
+    def after_step(self, running: RunningEpoch) -> None:
         """Called by the trainer after each step: a mid-epoch checkpoint when one is due or a signal asks to stop."""
-        save, signum = self.boundary.after_step(position["step"])
+        save, signum = self.boundary.after_step(running.done)
         if not save:
             return
         started = time.perf_counter()
         self.trainer.check_finite_so_far()  # last.pt only ever holds finite weights
         state = {**self.trainer.state_dict(), **self.record.progress(self.recorded), "unrecorded": self.block}
-        self.checkpoint = where(position)
+        self.checkpoint = where(running.epoch, running.done, running.steps)
         if self.main:
             self.run_dir.save_checkpoint(state, "last")
             self.committed = self.record.summary(self.recorded)
@@ -230,9 +230,9 @@ class Training:
         raise Stopped(signum, f"{at}, after writing {self.run_dir.checkpoint_path('last')}")
 
 
-def where(position: dict) -> str:
-    """A mid-epoch checkpoint's place in words: ``epoch 3, step 40 of 56``."""
-    return f"epoch {position['epoch']}, step {position['step']} of {position['steps']}"
+def where(epoch: int, step: int, steps: int, **_) -> str:
+    """A mid-epoch checkpoint's place in words: ``epoch 3, step 40 of 56`` (``**_``: the rest of its ``partial``)."""
+    return f"epoch {epoch}, step {step} of {steps}"
 
 
 def finished_summary(run: RunDir, record: Record, epochs_done: int) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -56,7 +56,12 @@ class RunningEpoch:
     correct: torch.Tensor
     done: int = 0  # steps trained
     checked: int = 0  # steps whose losses have been checked for finiteness
-    seconds: float = 0.0  # training time so far (before a stop, too)
+    started: float = field(default_factory=time.perf_counter)  # earlier by the time trained before a stop
+
+    @property
+    def seconds(self) -> float:
+        """Training time so far (before a stop, too)."""
+        return time.perf_counter() - self.started
 
 
 class Trainer:
@@ -153,7 +158,7 @@ class Trainer:
         ``max_steps`` (default ``trainer.max_steps_per_epoch``) cuts the epoch; with
         ``trainer.steps_until_captured`` (smoke runs) a cut epoch under CUDA graphs goes on until
         every mixing point has been captured and replayed.
-        ``after_step({"epoch", "step", "steps"})`` is called after every step; while it runs,
+        ``after_step(running)`` is called after every step with the :class:`RunningEpoch`; while it runs,
         :meth:`state_dict` holds the epoch so far, and a resume from that state finishes the epoch
         as if it had never stopped.
         """
@@ -164,7 +169,6 @@ class Trainer:
         running = self.running = self._resumed_epoch(epoch, steps) or RunningEpoch(
             epoch, steps, torch.zeros(steps, device=self.device), torch.zeros((), device=self.device)
         )
-        start = time.perf_counter() - running.seconds
         check_every = self.cfg.trainer.finite_check_every
         for images, labels in tqdm(
             itertools.islice(self.batches, steps - running.done),
@@ -184,15 +188,14 @@ class Trainer:
             if until_captured and running.done >= (max_steps or 0) and self.step.captured(self.mixer.programs):
                 break
             if after_step is not None:
-                running.seconds = time.perf_counter() - start
-                after_step({"epoch": epoch, "step": running.done, "steps": steps})
+                after_step(running)
         self.running = None
         done, correct = running.done, running.correct
         step_losses = running.step_losses[:done]
         sum_across(step_losses, self.ranks)
         sum_across(correct, self.ranks)
         losses = step_losses.cpu() / self.ranks.world_size  # the epoch's one host sync
-        seconds = time.perf_counter() - start
+        seconds = running.seconds
         finite = torch.isfinite(losses)
         if not finite.all():
             bad = int((~finite).nonzero()[0]) + 1
@@ -234,7 +237,7 @@ class Trainer:
             so_far["correct"].to(self.device),
             partial["step"],
             partial["checked"],
-            partial["seconds"],
+            time.perf_counter() - partial["seconds"],
         )
 
     def check_finite_so_far(self) -> None:

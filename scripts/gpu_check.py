@@ -586,8 +586,8 @@ def part_resume(cuda: bool) -> dict:
 
     taken = {}
 
-    def pause_at_step_5(position: dict) -> None:
-        if position["step"] == 5:
+    def pause_at_step_5(running) -> None:
+        if running.done == 5:
             started = time.perf_counter()
             buffer = io.BytesIO()
             torch.save(stopped.state_dict(), buffer)
@@ -615,7 +615,7 @@ def part_resume(cuda: bool) -> dict:
     wide = Trainer(compose_train(["dataset=digits", "trainer.progress=false", "epochs=1"]))
     costs = []
     for _ in range(5):
-        wide.train_epoch(1, max_steps=2, after_step=lambda position: costs.append(checkpoint_cost(wide)))
+        wide.train_epoch(1, max_steps=2, after_step=lambda running: costs.append(checkpoint_cost(wide)))
     seconds, size = sorted(costs)[len(costs) // 2]
     return outcome(checks, preactresnet18_checkpoint_seconds=seconds, preactresnet18_checkpoint_mb=size)
 
