@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mmx.errors import UserError
+from mmx.layout import in_layout
 from mmx.models import StagedNetwork
 from mmx.run_dir import RunDir
 
@@ -56,9 +57,10 @@ class LoadedRun:
     std: torch.Tensor
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images (or floats in [0, 1]) to the network's input, as in training."""
+        """uint8 images (or floats in [0, 1]) to the network's input, as in training (in NCHW, the layout the
+        loaded network is in)."""
         pixels = images.float() / 255 if images.dtype == torch.uint8 else images
-        return (pixels.to(self.mean.device) - self.mean) / self.std
+        return in_layout((pixels.to(self.mean.device) - self.mean) / self.std, channels_last=False)
 
     @torch.inference_mode()
     def classify(self, images: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from torchvision import transforms
 
 from mmx.config import compose_train
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
+from mmx.layout import in_layout
 from mmx.losses import softmax_bce
 from mmx.mixing import mix
 from mmx.parts import device_name, resolve_device
@@ -86,7 +87,7 @@ def reference_steps(trainer: Trainer, cfg, loader_iter, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         images, labels = next(loader_iter)
-        images, labels = images.to(device), labels.to(device)
+        images, labels = in_layout(images.to(device), channels_last=False), labels.to(device)
         targets = F.one_hot(labels, trainer.data.num_classes).float()
         hook = None
         if points:

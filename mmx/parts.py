@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from mmx.data import Splits
 from mmx.distributed import Ranks
 from mmx.errors import UserError
+from mmx.layout import check_cpu_kernels
 from mmx.mixing import Mixer
 from mmx.models import StagedNetwork
 
@@ -64,7 +65,8 @@ def resolve_device(name: str, ranks: Ranks = Ranks()) -> torch.device:
 
 
 def check_environment(cfg: DictConfig) -> None:
-    """What this machine can run of ``cfg``: its device, precision and CUDA graphs, checked without data."""
+    """What this machine can run of ``cfg``: its device, precision, CUDA graphs and CPU kernels, checked without
+    data (the network is built on the meta device)."""
     if cfg.trainer.device == "cuda:free":
         return  # claimed when the run starts (mmx.gpu_slots)
     device = resolve_device(cfg.trainer.device)
@@ -74,6 +76,11 @@ def check_environment(cfg: DictConfig) -> None:
             f"trainer.cuda_graphs=true needs a CUDA device, but this run is on {device.type}; drop it "
             f"(trainer.compile=true works on the CPU)"
         )
+    channels_last = uses_channels_last(cfg.trainer.channels_last, device)
+    if device.type == "cpu" and channels_last:
+        with torch.device("meta"):
+            network = create_model(cfg.model, cfg.dataset.num_classes, cfg.dataset.channels, cfg.dataset.image_size)
+        check_cpu_kernels(network, device, channels_last)
 
 
 def device_name(device: torch.device) -> str:

@@ -21,6 +21,7 @@ from mmx.config import check_run
 from mmx.data import Normalizer
 from mmx.distributed import Ranks, gather_rows, shard_bounds, sum_across, sync_buffers
 from mmx.errors import UserError
+from mmx.layout import check_cpu_kernels, memory_format
 from mmx.metrics import classification_metrics
 from mmx.parts import (
     configure_backends,
@@ -87,6 +88,7 @@ class Trainer:
         network = create_model(cfg.model, data.num_classes, data.channels, data.image_size)
         check_run(cfg, train_size=data.train_size, world_size=ranks.world_size)
         self.channels_last = uses_channels_last(cfg.trainer.channels_last, self.device)
+        check_cpu_kernels(network, self.device, self.channels_last)
         if cfg.trainer.sync_bn and ranks.active:
             if self.device.type != "cuda":
                 raise UserError(
@@ -94,13 +96,12 @@ class Trainer:
                     "drop it or train on GPUs"
                 )
             network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.network = network.to(self.device, memory_format=memory_format)
+        self.network = network.to(self.device, memory_format=memory_format(self.channels_last))
         self.data = data.to(self.device)
         self.optimizer = create_optimizer(cfg.optim, self.network.parameters())
         self.scheduler = create_schedule(cfg.schedule, self.optimizer)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.normalizer = Normalizer(cfg.dataset.mean, cfg.dataset.std, self.device)
+        self.normalizer = Normalizer(cfg.dataset.mean, cfg.dataset.std, self.device, self.channels_last)
         self.batches = self.data.train_batches(
             cfg.batch_size,
             self.normalizer,
@@ -109,7 +110,6 @@ class Trainer:
             seed=cfg.seed * 1000 + 1,
             rank=ranks.rank,
             world_size=ranks.world_size,
-            memory_format=memory_format,
         )
         # Each process mixes within its own slice of the batch, with draws of its own.
         self.mixer = create_mixer(
@@ -296,10 +296,9 @@ class Trainer:
         first, last = shard_bounds(count, self.ranks)
         logits = [torch.zeros(0, self.data.num_classes, device=self.device)]
         labels = [torch.zeros(0, dtype=torch.long, device=self.device)]
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         for images, batch_labels in batches(first, last, batch_size, self.normalizer):
             with autocast(self.device, self.precision):
-                logits.append(self.network(images.contiguous(memory_format=memory_format)).float())
+                logits.append(self.network(images).float())
             labels.append(batch_labels)
         return classification_metrics(
             gather_rows(torch.cat(logits), count, self.ranks), gather_rows(torch.cat(labels), count, self.ranks)

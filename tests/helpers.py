@@ -18,8 +18,6 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
 # Small enough for 2 CPU cores: a width-8 PreActResNet18 trains a digits epoch in well under a second.
-# Never narrower than 8 on a CPU: oneDNN's AVX2 backward of strided 1x1 convolutions with fewer than
-# 8 input channels hangs or miscomputes in channels_last (uxlfoundation/oneDNN#6035).
 TINY = ["model.width=8", "trainer.progress=false"]
 
 

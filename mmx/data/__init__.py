@@ -70,7 +70,6 @@ class Splits(Protocol):
         seed: int,
         rank: int = 0,
         world_size: int = 1,
-        memory_format=torch.contiguous_format,
     ) -> Batches: ...
 
     def test_batches(

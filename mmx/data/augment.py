@@ -10,9 +10,8 @@ def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: 
 
     Same distribution as torchvision's ``RandomCrop(size, padding)`` followed by
     ``RandomHorizontalFlip()``: each image takes an offset uniform in ``0..2*padding`` on each axis
-    of the zero-padded image, and is mirrored with probability 1/2. The result is NCHW-contiguous
-    whatever the gather's layout: the memory format a network sees is the trainer's choice
-    (``trainer.channels_last``), never an accident of indexing.
+    of the zero-padded image, and is mirrored with probability 1/2. The result is left in the gather's
+    layout (NHWC): :class:`mmx.data.Normalizer` gives batches the layout the network trains in.
     """
     n, _, h, w = images.shape
     device = images.device
@@ -23,8 +22,8 @@ def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: 
         rows = (dy + torch.arange(h, device=device).view(1, h, 1)).expand(n, h, w)
         cols = (dx + torch.arange(w, device=device).view(1, 1, w)).expand(n, h, w)
         batch = torch.arange(n, device=device).view(n, 1, 1).expand(n, h, w)
-        # Advanced indexing on (N, H, W) gives (N, H, W, C); move channels back.
-        images = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+        # Advanced indexing on (N, H, W) gives (N, H, W, C); a view moves channels back.
+        images = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
     if flip:
         mirror = torch.rand(n, device=device, generator=generator) < 0.5
         images = torch.where(mirror.view(n, 1, 1, 1), images.flip(3), images)

@@ -7,17 +7,23 @@ from typing import Iterator
 import torch
 
 from mmx.data.augment import normalize, random_crop_flip
+from mmx.layout import in_layout
 
 
 class Normalizer:
-    """Per-channel mean/std normalisation of uint8 images, constants kept on the device."""
+    """uint8 images to the network's input: per-channel mean/std normalised float32, in the layout the network
+    trains in (``channels_last``) with that layout's own strides (:mod:`mmx.layout`). Constants kept on the device.
+    """
 
-    def __init__(self, mean, std, device: torch.device):
+    def __init__(self, mean, std, device: torch.device, channels_last: bool = False):
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.channels_last = channels_last
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return normalize(images, self.mean, self.std)
+        # the layout is set on the uint8 images (a quarter of the bytes of floats); elementwise maths keeps it
+        floats = normalize(in_layout(images, self.channels_last), self.mean, self.std)
+        return in_layout(floats, self.channels_last)  # a check that costs nothing when it holds
 
 
 def process_slice(step: int, batch_size: int, rank: int, world_size: int) -> slice:
@@ -50,12 +56,10 @@ class TrainBatches:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
-        memory_format: torch.memory_format = torch.contiguous_format,
     ):
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.rank, self.world_size = rank, world_size
-        self.memory_format = memory_format
         self.normalizer = normalizer
         self.crop_padding, self.flip = crop_padding, flip
         self.order_generator = torch.Generator(images.device).manual_seed(seed)
@@ -83,8 +87,7 @@ class TrainBatches:
         for step in range(start, len(self)):
             index = order[process_slice(step, self.batch_size, self.rank, self.world_size)]
             images = random_crop_flip(self.images[index], self.crop_padding, self.flip, self.augment_generator)
-            # the layout the network trains in, set on the uint8 images (a quarter of the bytes of floats)
-            yield self.normalizer(images.contiguous(memory_format=self.memory_format)), self.labels[index]
+            yield self.normalizer(images), self.labels[index]
 
     def state_dict(self, position: int | None = None) -> dict:
         """The generators' states; inside an epoch (``position``: the steps it has done) also the epoch's order,

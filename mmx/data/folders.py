@@ -123,16 +123,13 @@ class FolderSplits:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
-        memory_format=torch.contiguous_format,
     ) -> "LoaderBatches":
         if crop_padding or flip:
             raise UserError(
                 "dataset.crop_padding and dataset.flip apply to in-memory datasets; augment image "
                 "folders through dataset.source.train_transform and set both to null"
             )
-        return LoaderBatches(
-            self.train_set, batch_size, normalizer, self.device, self.workers, seed, rank, world_size, memory_format
-        )
+        return LoaderBatches(self.train_set, batch_size, normalizer, self.device, self.workers, seed, rank, world_size)
 
     def test_batches(self, first: int, last: int, batch_size: int, normalizer):
         return self._in_order(self.test_set, first, last, batch_size, normalizer)
@@ -147,7 +144,7 @@ class FolderSplits:
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
         )
-        return _to_device(loader, self.device, normalizer, torch.contiguous_format)
+        return _to_device(loader, self.device, normalizer)
 
 
 def _targets(dataset: Dataset) -> list[int]:
@@ -207,7 +204,6 @@ class LoaderBatches:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
-        memory_format=torch.contiguous_format,
     ):
         self.batch_size = batch_size
         self.sampler = EpochBatches(len(dataset), batch_size, seed, rank, world_size)
@@ -218,13 +214,13 @@ class LoaderBatches:
             pin_memory=device.type == "cuda",
             persistent_workers=workers > 0,
         )
-        self.normalizer, self.device, self.memory_format = normalizer, device, memory_format
+        self.normalizer, self.device = normalizer, device
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self):
-        return _to_device(self.loader, self.device, self.normalizer, self.memory_format)
+        return _to_device(self.loader, self.device, self.normalizer)
 
     def state_dict(self, position: int | None = None) -> dict:
         """The next epoch's number; inside an epoch (``position``: the steps it has done) that epoch's, and where
@@ -238,7 +234,6 @@ class LoaderBatches:
         self.sampler.start = int(state.get("position", 0))
 
 
-def _to_device(loader: DataLoader, device: torch.device, normalizer, memory_format):
+def _to_device(loader: DataLoader, device: torch.device, normalizer):
     for images, labels in loader:
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        yield normalizer(images), labels.to(device, non_blocking=True)
+        yield normalizer(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)

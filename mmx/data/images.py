@@ -103,7 +103,6 @@ class ImageSplits:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
-        memory_format=torch.contiguous_format,
     ):
         return TrainBatches(
             self.train_images,
@@ -115,7 +114,6 @@ class ImageSplits:
             seed=seed,
             rank=rank,
             world_size=world_size,
-            memory_format=memory_format,
         )
 
     def test_batches(self, first: int, last: int, batch_size: int, normalizer):

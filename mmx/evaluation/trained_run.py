@@ -30,7 +30,7 @@ class TrainedRun:
         return getattr(self.loaded, name)
 
     def logits(self, pixels: torch.Tensor, at_point=None) -> torch.Tensor:
-        return self.network((pixels - self.mean) / self.std, at_point=at_point).float()
+        return self.network(self.loaded.normalize(pixels), at_point=at_point).float()
 
     def test_pixels(self, max_images: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         count = self.data.test_size if max_images is None else min(max_images, self.data.test_size)
