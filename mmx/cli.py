@@ -196,9 +196,12 @@ def run_train(arguments: list[str]) -> int:
             RunDir(resume).check_resumable()
         check_environment(compose_train([o for o in job if not o.startswith("resume=")]))
 
-    if RANK:  # torchrun's other processes: a scratch folder; train() takes rank 0's directory
-        scratch = Path(tempfile.gettempdir()) / f"mmx-rank{RANK}-{os.getppid()}"
-        return hand_to_hydra(arguments, [f"hydra.run.dir={scratch}"])
+    if RANK:  # torchrun's other processes: a scratch folder, removed after; train() takes rank 0's directory
+        scratch = tempfile.mkdtemp(prefix=f"mmx-rank{RANK}-")
+        try:
+            return hand_to_hydra(arguments, [f"hydra.run.dir={scratch}"])
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     if multirun:
         sweep = continued or claim_sweep(explicit.get("hydra.sweep.dir"))
         if continued:
@@ -404,7 +407,7 @@ def train_command(cfg: DictConfig) -> None:
             print(f"mmx: {stop}; {continue_with(hydra_cfg, run)}", file=sys.stderr)
         sys.exit(stop.exit_status)
     final, best = summary["final"], summary["best"]
-    if final:
+    if final and not RANK:  # one line per run, not one per process
         log.info(
             "done: final test acc %.2f%% (NLL %.4f, ECE %.4f); best %.2f%% at epoch %d (chosen on %s); %s",
             final["acc"],

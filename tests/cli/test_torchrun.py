@@ -20,12 +20,11 @@ TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 ARGS = [*TINY, "trainer.deterministic=true", "epochs=3", "schedule.milestones=[2]"]
 
 
-def torchrun(args, cwd, **kwargs):
+def torchrun(args, cwd, **env):
+    """``mmx train ARGS`` over two processes, one thread each; ``env`` adds to the environment."""
     command = [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "mmx", "train", *args]
-    env = {**os.environ, "MMX_DATA": str(cwd / "data"), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
-    )
+    env = {**os.environ, "MMX_DATA": str(cwd / "data"), "OMP_NUM_THREADS": "1", **env}
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(process, timeout=300):
@@ -58,6 +57,23 @@ def test_two_processes_write_one_run_with_identical_parameters_and_the_loss_fall
     assert_one_sentence_error(
         run_mmx(["train", "resume=run"], tmp_path), "trained by 2 process(es)", "--nproc_per_node=2"
     )
+
+
+def test_a_width_4_network_trains_on_avx2_kernels_and_the_processes_leave_one_folder_and_one_done_line(tmp_path):
+    """One thread per process on the kernels of an AVX2 CPU (see tests/cli/test_layout.py): 1-channel digits at
+    width 4 used to corrupt the heap here. Nothing is left in the temp folder, and only rank 0 says "done"."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = torchrun(
+        [*ARGS, "model.width=4", "epochs=1", "schedule.milestones=[]", "hydra.run.dir=run"],
+        tmp_path,
+        ONEDNN_MAX_CPU_ISA="AVX2",
+        TMPDIR=str(scratch),
+    )
+    output = finish(process)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["finished"]
+    assert output.count("done: final test acc") == 1
+    assert not list(scratch.glob("mmx-*"))  # torch's own (inductor's cache, torchelastic's) may stay
 
 
 def test_a_killed_two_process_run_resumes_to_the_same_result(tmp_path):
