@@ -342,10 +342,15 @@ def resumes_in_continued_sweep(run: RunDir) -> bool:
 
 
 def continue_with(hydra_cfg, run: RunDir) -> str:
-    """The command that continues a stopped run: its sweep's, in a sweep."""
+    """The command that continues a stopped run: its sweep's, in a sweep; ``resume=`` also where no checkpoint had been
+    written yet (it starts the run again in its folder), unless the folder never became a run."""
     if hydra_cfg.mode == RunMode.MULTIRUN:
         return f"continue the sweep with `mmx train resume={Path(hydra_cfg.sweep.dir).absolute()}`"
-    return f"continue with `mmx train resume={run.path}`"
+    if run.checkpoint_path("last").exists():
+        return f"continue with `mmx train resume={run.path}`"
+    if run.is_run():
+        return f"start it again from epoch 1 with `mmx train resume={run.path}` (no checkpoint had been written)"
+    return f"train it again (no checkpoint had been written; delete {run.path} or choose another folder)"
 
 
 def submitit_job(hydra_cfg) -> str | None:
@@ -373,9 +378,13 @@ def train_command(cfg: DictConfig) -> None:
         elif resume:
             keys = [o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task]
             # every process reads the run's own config (torchrun's other ranks run in a scratch folder)
-            cfg = RunDir(cfg.resume or run.path).config_for_resume(
-                cfg, [k for k in keys if k != "resume" and not k.startswith("hydra")]
-            )
+            resumed = RunDir(cfg.resume or run.path)
+            cfg = resumed.config_for_resume(cfg, [k for k in keys if k != "resume" and not k.startswith("hydra")])
+            if not resumed.checkpoint_path("last").is_file():  # stopped before its first checkpoint
+                resume = False
+                if not RANK:
+                    resumed.discard_first_epoch()
+                    log.info("%s had no checkpoint yet; it starts again from epoch 1 with its saved config", resumed)
         summary = train(cfg, run.path, resume=resume, job=job)
     except RunDiverged as error:
         if hydra_cfg.mode != RunMode.MULTIRUN:
@@ -384,23 +393,15 @@ def train_command(cfg: DictConfig) -> None:
         print(f"mmx: error in {run.path}: {error}; the sweep goes on with its other jobs", file=sys.stderr)
         return
     except WriteFailed as error:
-        if hydra_cfg.mode == RunMode.MULTIRUN or run.checkpoint_path("last").exists():
-            then = continue_with(hydra_cfg, run)
-        else:
-            then = f"train it again (no checkpoint had been written; delete {run.path} or choose another folder)"
-        print(f"mmx: error: {error.problem}; {error.fix}, then {then}", file=sys.stderr)
+        print(f"mmx: error: {error.problem}; {error.fix}, then {continue_with(hydra_cfg, run)}", file=sys.stderr)
         sys.exit(2)
     except UserError as error:
         print(f"mmx: error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         last = run.checkpoint_path("last")
-        where = (
-            f"the last checkpoint is {last}" if last.exists() else "no epoch had finished, so there is no checkpoint"
-        )
-        if hydra_cfg.mode == RunMode.MULTIRUN or last.exists():
-            where += f"; {continue_with(hydra_cfg, run)}"
-        print(f"mmx: interrupted; {where}", file=sys.stderr)
+        where = f"the last checkpoint is {last}" if last.exists() else "no epoch had finished, so no checkpoint exists"
+        print(f"mmx: interrupted; {where}; {continue_with(hydra_cfg, run)}", file=sys.stderr)
         sys.exit(130)
     except Stopped as stop:
         if not RANK:  # every process stopped at the same step; the main one wrote the checkpoint and says so

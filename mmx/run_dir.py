@@ -177,10 +177,35 @@ class RunDir:
             ) from None
 
     def discard_first_epoch(self) -> None:
-        """Forget the files of a start that never reached a checkpoint, before the run trains again from scratch."""
+        """Forget the files of a start that never reached a checkpoint, before the run trains again from scratch.
+
+        Refused when the folder has recorded epochs although last.pt is missing (deleted or lost): starting again
+        would throw them away."""
+        recorded = self.recorded_without_checkpoint()
+        if recorded:
+            raise UserError(
+                f"cannot continue {self.path}: its {CHECKPOINTS}/last.pt is missing although it recorded {recorded}, "
+                f"which starting again would discard; restore last.pt from a copy, or train in another folder"
+            )
         shutil.rmtree(self.tensorboard_path, ignore_errors=True)
         for path in (self.summary_path, self.metrics_path):
             path.unlink(missing_ok=True)
+
+    def recorded_without_checkpoint(self) -> str:
+        """What this folder recorded of finished epochs although it has no last.pt, in words ("" when nothing, or when
+        last.pt is there): a first epoch a kill cut short records none."""
+        if self.checkpoint_path("last").is_file():
+            return ""
+        recorded = []
+        if self.checkpoint_path("best").is_file():
+            recorded.append(f"{CHECKPOINTS}/best.pt")
+        rows = len(self.read_metrics())
+        if rows:
+            recorded.append(f"{rows} epoch(s) in {METRICS}")
+        done = (self.read_summary() or {}).get("epochs_done")
+        if done:
+            recorded.append(f"{done} epoch(s) in {SUMMARY}")
+        return " and ".join(recorded)
 
     # --- writers ---------------------------------------------------------------------------------
 
@@ -261,17 +286,19 @@ class RunDir:
     # --- resuming ------------------------------------------------------------------------------
 
     def check_resumable(self) -> None:
-        """Fail before anything starts when this folder holds no run that can be continued."""
+        """Fail before anything starts when this folder holds no run that can be continued. A run without last.pt
+        (stopped before its first checkpoint) can: it starts again from its first epoch."""
         if not self.is_run():
             raise UserError(
                 f"cannot resume {self.path}: it is not an mmx run directory (no {CONFIG}); pass the "
                 f"directory a previous `mmx train` printed"
             )
         self.read_config()
-        if not self.checkpoint_path("last").is_file():
+        recorded = self.recorded_without_checkpoint()
+        if recorded:
             raise UserError(
-                f"cannot resume {self.path}: it has no {CHECKPOINTS}/last.pt (it stopped before its first "
-                f"epoch ended); start it again without resume="
+                f"cannot resume {self.path}: its {CHECKPOINTS}/last.pt is missing although it recorded {recorded}; "
+                f"restore last.pt from a copy, or train in another folder"
             )
 
     def config_for_resume(self, current: DictConfig, overridden: list[str]) -> DictConfig:

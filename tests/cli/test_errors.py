@@ -103,10 +103,18 @@ def test_resume_with_a_different_config_names_the_keys(tmp_path, digits_run):
     assert "epochs" not in result.stderr  # unchanged values are not differences
 
 
-def test_resume_of_a_directory_without_checkpoint_or_run(tmp_path, digits_run):
-    (tmp_path / "fresh").mkdir()
-    shutil.copy(digits_run / "config.yaml", tmp_path / "fresh" / "config.yaml")
-    assert_one_sentence_error(run_mmx(["train", "resume=fresh"], tmp_path), "no checkpoints/last.pt")
+def test_resume_of_a_directory_that_lost_its_checkpoint_or_is_no_run(tmp_path, digits_run):
+    """A run without last.pt starts again from epoch 1 (tests/cli/test_resume.py), unless it had recorded epochs: a
+    deleted last.pt is not a run killed in its first epoch, and starting again would discard them."""
+    shutil.copytree(digits_run, tmp_path / "lost")
+    (tmp_path / "lost" / "checkpoints" / "last.pt").unlink()
+    before = (tmp_path / "lost" / "metrics.csv").read_text()
+    assert_one_sentence_error(
+        run_mmx(["train", "resume=lost"], tmp_path),
+        "last.pt is missing although it recorded checkpoints/best.pt and 3 epoch(s) in metrics.csv",
+        "restore last.pt",
+    )
+    assert (tmp_path / "lost" / "metrics.csv").read_text() == before
     assert_one_sentence_error(run_mmx(["train", "resume=nowhere"], tmp_path), "not an mmx run directory")
     assert not (tmp_path / "nowhere").exists()
 

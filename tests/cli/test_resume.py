@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import MMX, TINY, run_mmx
+from helpers import MMX, TINY, assert_one_sentence_error, assert_same_run, run_mmx
 
 pytestmark = pytest.mark.slow  # trains or builds through the command line
 
@@ -74,6 +74,23 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, args):
             ]
 
     assert metric_columns(tmp_path / "killed") == metric_columns(tmp_path / "full")
+
+
+def test_a_run_killed_in_its_first_epoch_is_no_dead_end(tmp_path):
+    """Killed before its first checkpoint (an out-of-memory kill, a power cut in a long first epoch): starting it
+    again in its folder is refused as training over a run, and points at resume=, which starts it again from epoch 1
+    with its saved config, to the numbers of a run never killed."""
+    first = [*ARGS[:-2], "epochs=2", "schedule.milestones=[1]", "batch_size=4"]  # a first epoch of 359 steps
+    assert run_mmx([*first, "hydra.run.dir=full"], tmp_path).returncode == 0
+    killed = tmp_path / "killed"
+    kill_when([*first, "hydra.run.dir=killed"], tmp_path, (killed / "metrics.csv").exists)
+    assert (killed / "config.yaml").exists() and not (killed / "checkpoints" / "last.pt").exists()
+    again = run_mmx([*first, "hydra.run.dir=killed"], tmp_path)
+    assert_one_sentence_error(again, "already holds a run", "resume=")
+    resumed = run_mmx(["train", "resume=killed"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "had no checkpoint yet; it starts again from epoch 1 with its saved config" in resumed.stdout
+    assert_same_run(killed, tmp_path / "full")
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, digits_run):
