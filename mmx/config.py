@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
@@ -288,6 +289,7 @@ def compose_train(overrides: list[str]) -> DictConfig:
 def finish(cfg: DictConfig, experiment: str | None) -> DictConfig:
     """The composed config with its experiment label (the chosen option), resolved and checked."""
     cfg.experiment = experiment
+    check_finite(cfg)  # before resolving: resolvers (milestones from lr_drops) fail on nan with no useful words
     try:
         OmegaConf.resolve(cfg)
     except Exception as error:
@@ -390,7 +392,8 @@ DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|cuda:free)$")
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Every range of the schemas, and the checks that span keys; no data or device needed."""
+    """Every number finite, every range of the schemas, and the checks that span keys; no data or device needed."""
+    check_finite(cfg)
     for path, node in _schema_nodes(cfg, ""):
         for spec in fields(OmegaConf.get_type(node)):
             if spec.name in node and spec.metadata:
@@ -457,6 +460,36 @@ def _schema_nodes(node: DictConfig, path: str):
             yield from _schema_nodes(child, f"{path}{key}.")
 
 
+def check_finite(cfg: DictConfig, prefix: str = "") -> None:
+    """Every number of a config (in lists too) is finite: ``inf`` passes every lower bound, ``nan`` every comparison,
+    and no setting of mmx means either (``mmx train``'s and ``mmx eval``'s configs)."""
+    for key in cfg:
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig):
+            if not node._is_none() and not node._is_missing():
+                check_finite(node, f"{prefix}{key}.")
+            continue
+        if node._is_none() or node._is_missing() or node._is_interpolation():
+            continue
+        value = node if isinstance(node, ListConfig) else node._value()
+        items = list(value) if isinstance(value, ListConfig) else [value]
+        if any(isinstance(item, float) and not math.isfinite(item) for item in items):
+            raise UserError(f"{prefix}{key}={_show(value)} is not allowed: it must be a finite number")
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (``--alpha``, ``--tflops``)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: it must be a finite number above 0")
+    return value
+
+
 def _check_rule(key: str, value, limits: dict) -> None:
     values = list(value) if isinstance(value, (list, ListConfig)) else [value]
     why = f" ({limits['why']})" if limits.get("why") else ""
@@ -519,6 +552,11 @@ NOT_RESULTS = (
 )
 
 
+def changes_results(key: str) -> bool:
+    """Whether the setting ``key`` (dotted) can change a run's numbers: it is not in ``NOT_RESULTS`` or below one."""
+    return not any(key == n or key.startswith(n + ".") for n in NOT_RESULTS)
+
+
 def flatten(node, prefix: str = "") -> dict:
     """A config as ``{dotted key: value}``; lists become their text, so that they compare and print."""
     if isinstance(node, DictConfig):
@@ -557,10 +595,7 @@ def hparams(cfg: DictConfig) -> dict:
     keys += sorted(
         k
         for k, v in current.items()
-        if k not in keys
-        and defaults.get(k) != v
-        and not any(k == n or k.startswith(n + ".") for n in NOT_RESULTS)
-        and not k.endswith("_target_")
+        if k not in keys and defaults.get(k) != v and changes_results(k) and not k.endswith("_target_")
     )
     return {k: current[k] if isinstance(current[k], (bool, int, float, str)) else str(current[k]) for k in keys}
 
@@ -588,6 +623,14 @@ def differing_keys(saved: DictConfig, current: DictConfig, keys: list[str]) -> l
         b = OmegaConf.select(current, key, default=None)
         differences.extend(_leaf_differences(key, _plain(a), _plain(b)))
     return sorted(set(differences))
+
+
+def differences_in_words(saved: DictConfig, current: DictConfig, keys: list[str], only=None) -> str:
+    """The leaf keys under ``keys`` whose values differ (those ``only(key)`` admits, if given), in words:
+    ``optim.lr (0.1 -> 0.05)``, six at most; "" if none."""
+    differences = [k for k in differing_keys(saved, current, keys) if only is None or only(k)]
+    shown = ", ".join(f"{k} ({OmegaConf.select(saved, k)} -> {OmegaConf.select(current, k)})" for k in differences[:6])
+    return shown + (f" and {len(differences) - 6} more" if len(differences) > 6 else "")
 
 
 def _plain(node):

@@ -6,7 +6,7 @@ import argparse
 import shlex
 from importlib import resources
 
-from mmx.config import compose_train
+from mmx.config import compose_train, positive_number
 from mmx.errors import UserError
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
 
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="seeds=N (default 5) and Hydra overrides")
     parser.add_argument(
         "--tflops",
-        type=float,
+        type=positive_number,
         default=DEFAULT_TFLOPS,
         help="sustained training TFLOP/s per GPU for the estimate",
     )

@@ -40,6 +40,7 @@ from typing import Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
+from mmx.config import differences_in_words
 from mmx.errors import UserError, WriteFailed
 
 CONFIG, SUMMARY, METRICS, EVAL = "config.yaml", "summary.json", "metrics.csv", "eval.json"
@@ -87,6 +88,13 @@ VAL_METRICS = (
 )
 COLUMNS = [m.column for m in EPOCH_METRICS]
 VAL_COLUMNS = [m.column for m in VAL_METRICS]
+
+
+def metric_columns(validation: bool) -> list[str]:
+    """metrics.csv's columns: a run with a validation split has the ``val_*`` ones too."""
+    return COLUMNS + VAL_COLUMNS if validation else COLUMNS
+
+
 TEST_METRICS = {m.summary: m for m in EPOCH_METRICS if m.summary}  # acc, error, nll, ece, top5
 VALIDATION = {m.summary: m for m in VAL_METRICS}  # val_acc, val_error, val_nll, val_ece
 
@@ -221,8 +229,14 @@ class RunDir:
     def save_checkpoint(self, state: dict, which: str) -> None:
         save_checkpoint(state, self.checkpoint_path(which))
 
-    def metrics_log(self, resume_epoch: int = 0, validation: bool = False) -> "MetricsLog":
-        return MetricsLog(self, resume_epoch, validation)
+    def metrics_log(
+        self, resume_epoch: int = 0, validation: bool = False, kept: list[dict] | None = None
+    ) -> "MetricsLog":
+        return MetricsLog(self, resume_epoch, validation, kept)
+
+    def write_metrics(self, rows: list[dict], validation: bool) -> None:
+        """metrics.csv with exactly these rows, replaced atomically."""
+        write_text(self.metrics_path, _csv_text(rows, metric_columns(validation), header=True))
 
     # --- readers ---------------------------------------------------------------------------------
 
@@ -245,10 +259,18 @@ class RunDir:
         return with_added_settings(cfg)
 
     def read_summary(self) -> dict | None:
-        """summary.json, or None before the first epoch has ended."""
+        """summary.json, or None before the first epoch has ended; one that is not what mmx writes is named as
+        damaged (its fields that readers rely on are checked, so that no reader fails later on a wrong type)."""
         if not self.summary_path.exists():
             return None
-        return read_json(self.summary_path)
+        summary = read_json(self.summary_path)
+        problem = summary_problem(summary)
+        if problem:
+            raise UserError(
+                f"{self.summary_path} is damaged ({problem}); delete it to let `mmx train resume=` write it again, "
+                f"or restore it from a copy"
+            )
+        return summary
 
     def read_eval(self) -> dict | None:
         return read_json(self.eval_path) if self.eval_path.exists() else None
@@ -271,6 +293,39 @@ class RunDir:
             ]
         except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as error:
             raise UserError(f"{self.metrics_path} is damaged ({_first_line(error)})") from None
+
+    def metrics_for_resume(
+        self, epoch: int, recorded: list[dict] | None, expected: list[int]
+    ) -> tuple[list[dict], str]:
+        """The rows of metrics.csv a resume from ``epoch`` keeps, and what was wrong with the file ("" if nothing).
+
+        ``recorded``: the rows up to ``epoch`` as the checkpoint keeps them (None in checkpoints of an mmx before it
+        kept them); they replace a file that is missing, cut short or damaged. Without them, a file that lacks an
+        epoch of ``expected`` is refused: a resume never continues a run with a hole in its history.
+        """
+        try:
+            rows, damage = [row for row in self.read_metrics() if row["epoch"] <= epoch], ""
+        except UserError as error:
+            if recorded is None:
+                raise
+            rows, damage = [], str(error)
+        present = {row["epoch"] for row in rows}
+        wanted = [row["epoch"] for row in recorded] if recorded is not None else expected
+        missing = [e for e in wanted if e not in present]
+        if not missing and not damage:
+            return rows, ""
+        if recorded is None:
+            raise UserError(
+                f"cannot resume {self.path}: its {METRICS} lacks epoch(s) {_spans(missing)}, and its checkpoint (from "
+                f"an mmx that kept no copy of the rows) cannot restore them; restore {METRICS} from a copy, or train "
+                f"the run again in another folder"
+            )
+        problem = damage or (
+            f"{self.metrics_path} lacked epoch(s) {_spans(missing)}"
+            if self.metrics_path.exists()
+            else f"{self.metrics_path} was missing"
+        )
+        return list(recorded), f"{problem}; rebuilt from {CHECKPOINTS}/last.pt's copy of the rows"
 
     def load_checkpoint(self, which: str = "last") -> dict:
         if which not in CHECKPOINT_NAMES:
@@ -304,7 +359,7 @@ class RunDir:
     def config_for_resume(self, current: DictConfig, overridden: list[str]) -> DictConfig:
         """The config the run was started with; the keys given again now must keep their values."""
         saved = self.read_config()
-        differences = _differences(saved, current, overridden)
+        differences = differences_in_words(saved, current, overridden)
         if differences:
             raise UserError(
                 f"cannot resume {self.path}: its config differs in {differences}; drop those overrides to "
@@ -320,7 +375,7 @@ class RunDir:
         """The config a requeued job continues with: the run's own, which must equal the one composed now, key for key
         (a requeue reruns the same overrides, so a difference means the configs or the code changed meanwhile)."""
         saved = self.read_config()
-        differences = _differences(saved, current, sorted((set(saved) | set(current)) - {"resume"}))
+        differences = differences_in_words(saved, current, sorted((set(saved) | set(current)) - {"resume"}))
         if differences:
             raise UserError(
                 f"cannot continue {self.path} in requeued job {job}: its config differs in {differences} from the one "
@@ -377,16 +432,6 @@ class RunDir:
 _HELD: set[Path] = set()  # folders whose lock this process holds
 
 
-def _differences(saved: DictConfig, current: DictConfig, keys: list[str]) -> str:
-    """The leaf keys under ``keys`` whose values differ, in words (``optim.lr (0.1 -> 0.05)``, six at most); "" if
-    none."""
-    from mmx.config import differing_keys
-
-    differences = differing_keys(saved, current, keys)
-    shown = ", ".join(f"{k} ({OmegaConf.select(saved, k)} -> {OmegaConf.select(current, k)})" for k in differences[:6])
-    return shown + (f" and {len(differences) - 6} more" if len(differences) > 6 else "")
-
-
 class MetricsLog:
     """Appends one row per epoch to metrics.csv and TensorBoard.
 
@@ -396,14 +441,17 @@ class MetricsLog:
     ``val_*`` columns too.
     """
 
-    def __init__(self, run: RunDir, resume_epoch: int = 0, validation: bool = False):
+    def __init__(self, run: RunDir, resume_epoch: int = 0, validation: bool = False, kept: list[dict] | None = None):
+        """``kept``: the rows to keep (a resume's, rebuilt from its checkpoint); by default metrics.csv's own rows up to
+        ``resume_epoch``."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.path, self.tensorboard_path = run.metrics_path, run.tensorboard_path
-        self.columns = COLUMNS + VAL_COLUMNS if validation else COLUMNS
+        self.columns = metric_columns(validation)
         self.metrics = EPOCH_METRICS + VAL_METRICS if validation else EPOCH_METRICS
-        kept = [row for row in run.read_metrics() if row["epoch"] <= resume_epoch]
-        write_text(self.path, _csv_text(kept, self.columns, header=True))
+        if kept is None:
+            kept = [row for row in run.read_metrics() if row["epoch"] <= resume_epoch]
+        run.write_metrics(kept, validation)
         _quiet_tensorboard_writer_errors()
         with self._tensorboard_writes():
             self.tensorboard = SummaryWriter(
@@ -583,6 +631,37 @@ def _strict(value):
     return value
 
 
+def summary_problem(summary) -> str:
+    """What makes ``summary`` not a summary.json mmx wrote, in words ("" if nothing): the fields readers rely on."""
+
+    def number(value) -> bool:
+        return value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not isinstance(summary, dict):
+        return f"it holds a {type(summary).__name__}, not an object"
+    for key, valid, what in (
+        ("finished", lambda v: isinstance(v, bool), "true or false"),
+        ("epochs_done", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a count of epochs"),
+    ):
+        if key not in summary:
+            return f"it has no {key!r}"
+        if not valid(summary[key]):
+            return f"{key!r} is {summary[key]!r}, not {what}"
+    for key in ("stopped", "precision", "best_chosen_on", "experiment"):
+        if summary.get(key) is not None and not isinstance(summary[key], str):
+            return f"{key!r} is {summary[key]!r}, not text"
+    for block in ("final", "best"):
+        record = summary.get(block)
+        if record is None:
+            continue
+        if not isinstance(record, dict):
+            return f"{block!r} is {record!r}, not an object"
+        bad = next((k for k, v in record.items() if not number(v)), None)
+        if bad is not None:
+            return f"{block}.{bad} is {record[bad]!r}, not a number"
+    return ""
+
+
 def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -620,6 +699,18 @@ def load_checkpoint(path: Path) -> dict:
             f"{path} is damaged or not a checkpoint mmx wrote ({_first_line(error)[:120]}); it was not "
             f"loaded (mmx loads only tensors and plain data)"
         ) from None
+
+
+def _spans(epochs: list[int]) -> str:
+    """Epochs as ranges: ``1-3, 6``."""
+    spans, start = [], None
+    for i, epoch in enumerate(epochs):
+        if start is None:
+            start = epoch
+        if i + 1 == len(epochs) or epochs[i + 1] != epoch + 1:
+            spans.append(str(start) if start == epoch else f"{start}-{epoch}")
+            start = None
+    return ", ".join(spans)
 
 
 def _first_line(error: Exception) -> str:

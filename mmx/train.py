@@ -18,11 +18,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mmx import distributed, gpu_slots
-from mmx.config import hparams
+from mmx.config import changes_results, differences_in_words, hparams
 from mmx.distributed import Ranks
 from mmx.errors import RunDiverged, UserError
 from mmx.parts import device_name, resolve_device, show_progress
 from mmx.run_dir import (
+    CONFIG,
     INTERRUPTED,
     TEST_METRICS,
     RunDir,
@@ -31,6 +32,7 @@ from mmx.run_dir import (
     epoch_row,
     stopped_by,
     test_record,
+    with_added_settings,
 )
 from mmx.stops import StepBoundary, Stopped, StopSignals, signal_name
 from mmx.trainer import Diverged, RunningEpoch, Trainer
@@ -75,6 +77,8 @@ class Training:
         job: str | None = None,
     ):
         state = run.load_checkpoint("last") if resume else None
+        if state is not None:
+            check_same_config(run, state, cfg)  # before any weights load
         self.run_dir, self.cfg, self.resume, self.ranks, self.signals = run, cfg, resume, ranks, signals
         self.trainer = trainer = Trainer(cfg, ranks, device, state)
         if state is not None:
@@ -97,16 +101,19 @@ class Training:
 
     def run(self) -> dict:
         run, cfg, record, trainer = self.run_dir, self.cfg, self.record, self.trainer
+        kept = self.kept_metrics() if self.main else None  # or refused: before anything is said or written
         if self.resume:
             self.info("resuming %s from %s", run, where(**self.partial) if self.partial else f"epoch {self.recorded}")
         elif self.main:
             run.write_config(cfg)
         if self.recorded >= cfg.epochs:
             self.info("%s has already finished its %d epochs; nothing to do", run, cfg.epochs)
+            if kept is not None:
+                run.write_metrics(kept, trainer.validates)
             return finished_summary(run, record, self.recorded) if self.main else record.summary(self.recorded)
 
         self.metrics_log = (
-            run.metrics_log(resume_epoch=self.recorded, validation=trainer.validates) if self.main else None
+            run.metrics_log(resume_epoch=self.recorded, validation=trainer.validates, kept=kept) if self.main else None
         )
         if self.main and not self.resume:
             self.metrics_log.write_hparams(hparams(cfg))
@@ -150,6 +157,21 @@ class Training:
             run.write_summary(summary)
         return summary
 
+    def kept_metrics(self) -> list[dict] | None:
+        """The rows of metrics.csv a resume keeps, when the file lacked some the checkpoint holds (rebuilt from it,
+        with a warning); None when the file is whole (or the run is new). A resume never continues with a hole."""
+        if not self.resume:
+            return None
+        every, epochs = self.cfg.trainer.eval_every, self.cfg.epochs
+        expected = [e for e in range(1, self.recorded + 1) if e % every == 0 or e == epochs]
+        rows, problem = self.run_dir.metrics_for_resume(self.recorded, self.record.rows, expected)
+        if self.record.rows is None:  # a checkpoint of an older mmx: the next ones keep the rows the file holds
+            self.record.rows = list(rows)
+        if problem:
+            log.warning("%s", problem)
+            return rows
+        return None
+
     def epoch(self, epoch: int, epochs: tqdm) -> None:
         """Train ``epoch`` (or its rest, after a mid-epoch checkpoint) and, when it is due, score and record it."""
         cfg, trainer, record, run = self.cfg, self.trainer, self.record, self.run_dir
@@ -169,11 +191,11 @@ class Training:
         if val is not None:
             check_test_metrics(val, epoch, "validation")
         seconds = train["seconds"] + time.perf_counter() - scoring  # the block's training and this scoring
-        record.epoch(epoch, test, seconds, val)
+        row = epoch_row(epoch, lr, train, test, seconds / epochs_in_block, val)
+        record.epoch(epoch, test, seconds, val, row)
         state = {**trainer.state_dict(), **record.progress(epoch)}  # a collective: every process takes part
         self.recorded, self.checkpoint = epoch, f"epoch {epoch}"  # nothing after this point can diverge
         if self.main:
-            row = epoch_row(epoch, lr, train, test, seconds / epochs_in_block, val)
             self.metrics_log.append(row, best=record.best)
             summary = record.summary(epoch)
             if record.improved:  # before last.pt, which a resume starts from: an epoch it holds is in best.pt
@@ -238,12 +260,15 @@ def where(epoch: int, step: int, steps: int, **_) -> str:
 def finished_summary(run: RunDir, record: Record, epochs_done: int) -> dict:
     """The summary of a run whose last checkpoint is its final epoch, written again if a kill between that
     checkpoint and its summary left summary.json behind (or missing)."""
-    written = run.read_summary()
+    try:
+        written, why = run.read_summary(), "a stop had left it behind"
+    except UserError as damage:
+        written, why = None, str(damage).split("; ")[0]
     if written is not None and written.get("epochs_done") == epochs_done and written.get("finished"):
         return written
     summary = record.summary(epochs_done)
     run.write_summary(summary)
-    log.info("%s: summary.json rewritten from the final checkpoint (a stop had left it behind)", run)
+    log.info("%s: summary.json rewritten from the final checkpoint (%s)", run, why)
     return summary
 
 
@@ -257,10 +282,16 @@ class Record:
         state = state or {}
         self.best, self.wall_seconds = state.get("best"), state.get("wall_seconds", 0.0)
         self.final = state.get("final")  # absent from checkpoints written before mmx stored it
+        # metrics.csv's rows so far, kept in every checkpoint to rebuild a lost or cut file; None: a checkpoint of an
+        # mmx before it kept them
+        self.rows = list(state.get("metrics", [])) if "metrics" in state or not state else None
         self.improved = False
         self.code = code_version()
 
-    def epoch(self, epoch: int, test: dict, seconds: float, val: dict | None = None) -> None:
+    def epoch(self, epoch: int, test: dict, seconds: float, val: dict | None, row: dict) -> None:
+        """Epoch ``epoch`` scored: ``test`` (and ``val``) metrics, its time, and its row of metrics.csv."""
+        if self.rows is not None:
+            self.rows.append(row)
         self.final = test_record(test, epoch, val)
         chosen = "val_error" if self.validation else "error"
         self.improved = self.best is None or self.final[chosen] < self.best[chosen]
@@ -279,6 +310,8 @@ class Record:
             "model_args": model_args(self.cfg, self.trainer),
             "validation": self.validation.as_dict() if self.validation else None,
             "job": self.job,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            **({"metrics": list(self.rows)} if self.rows is not None else {}),
         }
 
     def summary(self, epochs_done: int, stopped: str | None = None) -> dict:
@@ -358,6 +391,25 @@ def check_test_metrics(metrics: dict, epoch: int, split: str = "test") -> None:
         raise Diverged(
             epoch,
             f"the {split} {' and '.join(bad)} became non-finite at epoch {epoch} (the network's outputs overflow)",
+        )
+
+
+def check_same_config(run: RunDir, state: dict, cfg: DictConfig) -> None:
+    """config.yaml must still describe the run its last.pt holds: edited afterwards, it would resume other settings on
+    the old weights (or fail to load them). Every setting that can change results is compared with the config the
+    checkpoint keeps; checkpoints of an mmx before they kept one are compared on the model alone."""
+    if "config" in state:
+        saved = with_added_settings(OmegaConf.create(state["config"]))
+        differences = differences_in_words(saved, cfg, sorted(set(saved) | set(cfg)), only=changes_results)
+    elif "model_args" in state:
+        saved = OmegaConf.create({"model": state["model_args"]["model"]})
+        differences = differences_in_words(saved, cfg, ["model"])
+    else:
+        return  # the oldest checkpoints: the weights' shapes are still checked as they load
+    if differences:
+        raise UserError(
+            f"cannot resume {run}: its {CONFIG} differs from the config its checkpoints/last.pt was trained with in "
+            f"{differences} ({CONFIG} was changed after the run started); restore those values, or start a new run"
         )
 
 

@@ -343,7 +343,14 @@ class Trainer:
                 f"this run was trained by {state['world_size']} process(es) and is resumed by "
                 f"{self.ranks.world_size}; resume it with --nproc_per_node={state['world_size']} (in total)"
             )
-        self.network.load_state_dict(state["model"])
+        try:
+            self.network.load_state_dict(state["model"])
+        except RuntimeError as error:  # size mismatches, missing or unexpected keys
+            detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
+            raise UserError(
+                f"the checkpoint's weights do not fit the network this config builds ({detail}); resume with the "
+                f"config the run was trained with"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -92,6 +93,18 @@ def launch(command: list[str], cwd: Path, **env) -> subprocess.Popen:
     """``command`` in a subprocess with run_mmx's environment (the same threads: the same floating-point sums)."""
     env = {**os.environ, "MMX_DATA": str(cwd / "data"), **env}
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_when(args: list[str], cwd: Path, ready) -> None:
+    """Train ``args`` in a subprocess and SIGKILL it as soon as ``ready()`` holds (or after two minutes)."""
+    env = {**os.environ, "MMX_DATA": str(cwd / "data")}
+    victim = subprocess.Popen([MMX, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not ready() and time.time() < deadline and victim.poll() is None:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
 
 
 def wait_for(ready, process: subprocess.Popen, timeout: float = 180) -> None:

@@ -16,6 +16,7 @@ import torch
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.utils import download_and_extract_archive
 
+from mmx.data.downloads import folders_removed_on_failure
 from mmx.data.images import ImageSplits
 from mmx.errors import UserError
 from mmx.run_dir import save_checkpoint
@@ -63,7 +64,8 @@ def fetch(root: Path, download: bool) -> None:
             f"unzip it into {root}, or set dataset.download=true"
         )
     try:
-        download_and_extract_archive(URL, download_root=str(root), md5=MD5)
+        with folders_removed_on_failure(root):
+            download_and_extract_archive(URL, download_root=str(root), md5=MD5)
     except Exception as error:  # network, disk or checksum: all leave the user the same remedy
         raise UserError(
             f"Tiny-ImageNet not found in {expected} and it could not be downloaded "

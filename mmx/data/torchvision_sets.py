@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torchvision import datasets
 
+from mmx.data.downloads import folders_removed_on_failure
 from mmx.data.images import ImageSplits, from_hwc_numpy
 from mmx.errors import UserError
 
@@ -52,9 +53,11 @@ def load_svhn(root: str, download: bool = True) -> ImageSplits:
 
 
 def _open(make, folder: Path, files: list[str], download: bool, how: str):
-    """Build a torchvision dataset, turning 'missing' or 'unreachable' into one actionable sentence."""
+    """Build a torchvision dataset, turning 'missing' or 'unreachable' into one actionable sentence (and leaving no
+    folder it created)."""
     try:
-        return make()
+        with folders_removed_on_failure(folder):
+            return make()
     except (RuntimeError, OSError) as error:  # missing/corrupt files; URLError is an OSError
         if download:
             reason = f"they could not be downloaded ({_short(error)})"

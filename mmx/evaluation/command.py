@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
-from mmx.config import compose_train, quote_paths
+from mmx.config import check_finite, compose_train, quote_paths
 from mmx.errors import UserError
 from mmx.evaluation import attacks, calibration, deformations, excess, ood, temperature, trained_run
 from mmx.metrics import classification_metrics
@@ -322,5 +322,6 @@ def main(argv: list[str]) -> int:
             raise UserError("no run given; pass run=RUN_DIR (a directory written by mmx train)") from None
         except HydraException as error:
             raise UserError(f"{str(error).splitlines()[0]}; see `mmx eval --help` for the keys") from None
+    check_finite(cfg)
     print(report(evaluate_run(cfg)))
     return 0

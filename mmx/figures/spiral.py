@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from mmx.config import positive_number
 from mmx.losses import soft_cross_entropy
 from mmx.mixing import Mixer
 from mmx.models import BottleneckMLP
@@ -110,7 +111,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=3000, help="Adam steps per regime")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--width", type=int, default=128, help="units of the hidden layers")
-    parser.add_argument("--alpha", type=float, default=1.0, help="Beta(alpha, alpha) of both mixing regimes")
+    parser.add_argument("--alpha", type=positive_number, default=1.0, help="Beta(alpha, alpha) of both mixing regimes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from omegaconf import DictConfig
 
-from mmx.config import ADDED_SETTINGS, NOT_RESULTS, flatten
+from mmx.config import ADDED_SETTINGS, changes_results, flatten
 
 REGIME_ORDER = {"none": 0, "input": 1, "manifold": 2}
 # Dotted keys shown under a short name.
@@ -35,7 +35,7 @@ IDENTITY = ("dataset", "model", "regime")  # always shown
 def settings_of(cfg: DictConfig, precision: str | None) -> dict:
     """What makes a run's numbers what they are: ``cfg`` without ``NOT_RESULTS``, with the precision it used."""
     flat = {**ADDED_SETTINGS, **flatten(cfg)}
-    kept = {k: v for k, v in flat.items() if not any(k == n or k.startswith(n + ".") for n in NOT_RESULTS)}
+    kept = {k: v for k, v in flat.items() if changes_results(k)}
     kept = {k: v for k, v in kept.items() if not k.endswith("._target_") and not k.endswith("._partial_")}
     if kept.get("mixup.name") == "none":  # alpha and points mean nothing without mixing
         for key in ("mixup.alpha", "mixup.points", "mixup.points_per_step"):
@@ -107,10 +107,17 @@ def _order(cell: Cell):
     return (str(s.get("dataset.name")), str(s.get("model.name")), REGIME_ORDER.get(s.get("mixup.name"), 9), rest)
 
 
+def known_values(all_cells: list[Cell], key: str) -> set[str]:
+    """The values the cells have for ``key``, as text; a precision not known yet (a run in its first epoch, before its
+    first summary says what "auto" became) is none of them."""
+    values = {json.dumps(c.settings.get(key), default=str) for c in all_cells}
+    return values - {"null"} if key == "precision" else values
+
+
 def varying(all_cells: list[Cell]) -> list[str]:
     """The settings that differ between cells (their columns), after the identity ones."""
     keys = sorted({k for c in all_cells for k in c.settings})
-    differ = [k for k in keys if len({json.dumps(c.settings.get(k), default=str) for c in all_cells}) > 1]
+    differ = [k for k in keys if len(known_values(all_cells, k)) > 1]
     # A setting added since the paper (K) varies only where some cell leaves its old value, not where it
     # is merely absent (runs without mixing have no K).
     differ = [

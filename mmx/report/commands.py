@@ -11,7 +11,7 @@ from mmx.run_dir import check_writable
 
 
 def _runs(parser: argparse.ArgumentParser, argv: list[str]):
-    parser.add_argument("runs", nargs="*", default=["runs"], help="folders to scan for run directories (default: runs)")
+    parser.add_argument("runs", nargs="*", default=["runs"], help="folders to scan for run directories")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     from mmx.report.runs import collect
@@ -29,19 +29,19 @@ def tables_main(argv: list[str]) -> int:
     from mmx.report.eval_tables import write_eval_tables
     from mmx.report.tables import brief, write_tables
 
-    if "--brief" in argv:  # one line per run, printed, nothing written
-        parser = argparse.ArgumentParser(prog="mmx tables --brief")
-        parser.add_argument("--brief", action="store_true", help="one line per run on the console; no files")
-        _, runs = _runs(parser, argv)
-        print(brief(runs))
-        return 0
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--brief", action="store_true", help="print one line per run on the console instead of writing files"
+        )
+
     return _command(
         argv,
         "mmx tables",
-        "Tabulate runs: mean ± std over seeds per cell, the paper's numbers beside "
-        "ours, as CSV, Markdown and LaTeX (--brief: one line per run on the console, no files).",
+        "Tabulate runs: mean ± std over seeds per cell, the paper's numbers beside ours, as CSV, Markdown and LaTeX.",
         "results",
         lambda runs, out, args: write_tables(runs, out) + write_eval_tables(runs, out),
+        options,
+        console=lambda runs, args: brief(runs) if args.brief else None,
     )
 
 
@@ -69,16 +69,21 @@ def plot_main(argv: list[str]) -> int:
     )
 
 
-def _command(argv: list[str], prog: str, description: str, default_out: str, write, options=None) -> int:
+def _command(argv: list[str], prog: str, description: str, default_out: str, write, options=None, console=None) -> int:
     """Parse ``RUN_DIRS... --out OUT`` (and the ``options`` a command adds), collect the runs,
-    ``write(runs, out, args)``, and show what was written."""
+    ``write(runs, out, args)``, and show what was written; or print ``console(runs, args)`` instead when it gives text
+    (``mmx tables --brief``)."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--out", default=default_out, help=f"where to write (default: {default_out})")
+    parser.add_argument("--out", default=default_out, help="where to write")
     if options:
         options(parser)
     args, runs = _runs(parser, argv)
+    text = console(runs, args) if console else None
+    if text is not None:
+        print(text)
+        return 0
     check_writable(Path(args.out), "--out")
     for path in write(runs, Path(args.out), args):
         print(f"== {path}\n{path.read_text()}" if path.suffix == ".md" else f"wrote {path}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from mmx.errors import UserError
 from mmx.report.cells import cell_key, settings_of
@@ -37,6 +38,40 @@ def read_run(run_dir: Path) -> dict:
     """One row for a run; raises :class:`UserError` naming the damaged file when the directory is broken."""
     run = RunDir(run_dir)
     cfg = run.read_config()
+    summary = run.read_summary()  # checked: a damaged one is named
+    try:
+        row = config_row(cfg, run_dir)
+        settings = settings_of(cfg, (summary or {}).get("precision"))
+        validates = cfg.dataset.get("val_size") is not None
+    except (AttributeError, KeyError, TypeError, ValueError, OmegaConfBaseException) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(f"{run.config_path} is damaged ({type(error).__name__}: {first})") from None
+    row.update(cell=cell_key(settings), precision=settings["precision"])
+    if summary is None:  # killed during its first epoch
+        chosen = chosen_on(validates)
+        return {**row, "finished": False, "epochs_done": 0, "ended": ending(None), "best_chosen_on": chosen}
+    row.update(
+        finished=bool(summary["finished"]),
+        ended=ending(summary),
+        epochs_done=int(summary["epochs_done"]),
+        best_epoch=(summary["best"] or {}).get("epoch"),
+        best_chosen_on=summary.get("best_chosen_on", chosen_on(False)),  # runs before validation splits: test
+    )
+    for block in ("final", "best"):
+        for metric in [*TEST_METRICS, *VALIDATION]:
+            # NaN, not None, for a run stopped before its first recorded epoch: the columns stay numeric
+            row[f"{block}_{metric}"] = (summary[block] or {}).get(metric, math.nan)
+    evaluation = run.read_eval()
+    if evaluation is not None:
+        try:
+            row.update(flatten_eval(evaluation))
+        except (KeyError, TypeError, AttributeError) as error:
+            raise UserError(f"{run.eval_path} is damaged ({type(error).__name__}: {error})") from None
+    return row
+
+
+def config_row(cfg: DictConfig, run_dir: Path) -> dict:
+    """What a run's config.yaml says of it: the columns of its row that name what was trained."""
     experiment = cfg.get("experiment")
     mixing = cfg.mixup.name != "none"
     loss = cfg.loss.name if isinstance(cfg.loss, DictConfig) else cfg.loss
@@ -55,32 +90,6 @@ def read_run(run_dir: Path) -> dict:
         "labels_per_class": cfg.dataset.get("labels_per_class"),
         "smoke": bool(cfg.get("smoke", False)),
     }
-    summary = run.read_summary()
-    settings = settings_of(cfg, (summary or {}).get("precision"))
-    row.update(cell=cell_key(settings), precision=settings["precision"])
-    if summary is None:  # killed during its first epoch
-        chosen = chosen_on(cfg.dataset.get("val_size") is not None)
-        return {**row, "finished": False, "epochs_done": 0, "ended": ending(None), "best_chosen_on": chosen}
-    try:
-        row.update(
-            finished=bool(summary["finished"]),
-            ended=ending(summary),
-            epochs_done=int(summary["epochs_done"]),
-            best_epoch=(summary["best"] or {}).get("epoch"),
-            best_chosen_on=summary.get("best_chosen_on", chosen_on(False)),  # runs before validation splits: test
-        )
-        for block in ("final", "best"):
-            for metric in [*TEST_METRICS, *VALIDATION]:
-                # NaN, not None, for a run stopped before its first recorded epoch: the columns stay numeric
-                row[f"{block}_{metric}"] = (summary[block] or {}).get(metric, math.nan)
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"{run.summary_path} is damaged ({type(error).__name__}: {error})") from None
-    evaluation = run.read_eval()
-    if evaluation is not None:
-        try:
-            row.update(flatten_eval(evaluation))
-        except (KeyError, TypeError, AttributeError) as error:
-            raise UserError(f"{run.eval_path} is damaged ({type(error).__name__}: {error})") from None
     return row
 
 

@@ -173,6 +173,8 @@ EVAL_MISTAKES = [
     ("fgsm.eps=1", "mmx eval --help"),
     ("excess.points=[4]", "excess.points holds 4, which is not a mixing point of preactresnet18 (0..3)"),
     ("excess.points=[1] excess.alpha=0", "excess.alpha must be > 0 and excess.draws at least 1"),
+    ("fgsm.epsilons=[0.1,inf]", "fgsm.epsilons=[0.1, inf] is not allowed: it must be a finite number"),
+    ("pgd.steps=5 pgd.step_size=nan", "pgd.step_size=nan is not allowed: it must be a finite number"),
 ]
 
 

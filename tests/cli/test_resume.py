@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from helpers import MMX, TINY, assert_one_sentence_error, assert_same_run, run_mmx
+from helpers import TINY, assert_one_sentence_error, assert_same_run, kill_when, run_mmx
 
 pytestmark = pytest.mark.slow  # trains or builds through the command line
 
@@ -34,18 +33,6 @@ def epochs_logged(run):
             return [int(row["epoch"]) for row in csv.DictReader(handle)]
     except FileNotFoundError:
         return []
-
-
-def kill_when(args: list[str], cwd, ready) -> None:
-    """Train ``args`` in a subprocess and SIGKILL it as soon as ``ready()`` holds (or after two minutes)."""
-    env = {**os.environ, "MMX_DATA": str(cwd / "data")}
-    victim = subprocess.Popen([MMX, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not ready() and time.time() < deadline and victim.poll() is None:
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert victim.returncode == -signal.SIGKILL
 
 
 @pytest.mark.parametrize(
@@ -80,7 +67,7 @@ def test_a_run_killed_in_its_first_epoch_is_no_dead_end(tmp_path):
     """Killed before its first checkpoint (an out-of-memory kill, a power cut in a long first epoch): starting it
     again in its folder is refused as training over a run, and points at resume=, which starts it again from epoch 1
     with its saved config, to the numbers of a run never killed."""
-    first = [*ARGS[:-2], "epochs=2", "schedule.milestones=[1]", "batch_size=4"]  # a first epoch of 359 steps
+    first = [*ARGS[:-2], "model.width=8", "epochs=2", "schedule.milestones=[1]", "batch_size=8"]  # 179 steps an epoch
     assert run_mmx([*first, "hydra.run.dir=full"], tmp_path).returncode == 0
     killed = tmp_path / "killed"
     kill_when([*first, "hydra.run.dir=killed"], tmp_path, (killed / "metrics.csv").exists)

@@ -98,8 +98,8 @@ def test_best_follows_the_validation_error_not_the_test_error():
     for epoch, (test_error, val_error) in enumerate([(5.0, 9.0), (1.0, 8.0), (3.0, 2.0), (4.0, 2.0)], start=1):
         test = {"acc": 100 - test_error, "error": test_error, "top5": 100.0, "nll": 0.1, "ece": 0.01}
         val = {"acc": 100 - val_error, "error": val_error, "nll": 0.2, "ece": 0.02}
-        chosen_on_val.epoch(epoch, test, 1.0, val)
-        chosen_on_test.epoch(epoch, test, 1.0)
+        chosen_on_val.epoch(epoch, test, 1.0, val, row={"epoch": epoch})
+        chosen_on_test.epoch(epoch, test, 1.0, None, row={"epoch": epoch})
     assert chosen_on_val.best["epoch"] == 3 and chosen_on_val.best["error"] == 3.0  # the first of the tie at 2.0
     assert chosen_on_test.best["epoch"] == 2 and "val_error" not in chosen_on_test.best
 
