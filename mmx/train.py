@@ -279,12 +279,12 @@ class Record:
         """``state``: the checkpoint a resume starts from (None for a new run); ``job``: the cluster job training it."""
         self.cfg, self.trainer, self.job = cfg, trainer, job
         self.validation = trainer.data.validation  # the best epoch is the one of lowest validation error, if any
+        # metrics.csv's rows so far, kept in every checkpoint to rebuild a lost or cut file (None: a checkpoint of an
+        # mmx before it kept them)
+        self.rows = None if state and "metrics" not in state else list((state or {}).get("metrics", []))
         state = state or {}
         self.best, self.wall_seconds = state.get("best"), state.get("wall_seconds", 0.0)
         self.final = state.get("final")  # absent from checkpoints written before mmx stored it
-        # metrics.csv's rows so far, kept in every checkpoint to rebuild a lost or cut file; None: a checkpoint of an
-        # mmx before it kept them
-        self.rows = list(state.get("metrics", [])) if "metrics" in state or not state else None
         self.improved = False
         self.code = code_version()
 
