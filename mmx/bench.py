@@ -28,12 +28,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from mmx.config import compose_train
+from mmx.files import check_writable
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
 from mmx.layout import in_layout
 from mmx.losses import softmax_bce
 from mmx.mixing import mix
 from mmx.parts import device_name, resolve_device
-from mmx.run_dir import check_writable
 from mmx.step import compiled_graphs
 from mmx.trainer import Trainer
 

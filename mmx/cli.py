@@ -23,10 +23,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mmx.config import GROUPS, compose_train, finish, group_options, quote_paths
+from mmx.config import compose_train, finish, group_options, quote_paths
 from mmx.errors import RunDiverged, UserError, WriteFailed
-from mmx.run_dir import RunDir, ending
+from mmx.run_dir import RunDir
+from mmx.schema import GROUPS
 from mmx.stops import Stopped
+from mmx.summary import ending
 
 log = logging.getLogger("mmx")
 

@@ -6,7 +6,8 @@ import argparse
 import shlex
 from importlib import resources
 
-from mmx.config import compose_train, positive_number
+from mmx.checks import positive_number
+from mmx.config import compose_train
 from mmx.errors import UserError
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
 

@@ -1,4 +1,6 @@
-"""A run directory: its layout, what writes each file, and what reads it back, in one place.
+"""A run directory: its layout, what writes each file, and what reads it back, in one place (the files' formats:
+:mod:`mmx.metrics` for metrics.csv's columns, :mod:`mmx.summary` for summary.json, :mod:`mmx.files` for how
+every file is written).
 
     RUN/
       config.yaml           the resolved config; written first, it marks the folder as a run
@@ -21,129 +23,28 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import fcntl
 import io
-import json
 import logging
-import math
 import os
-import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from mmx.config import differences_in_words
-from mmx.errors import UserError, WriteFailed
+from mmx.errors import UserError
+from mmx.files import first_line, load_checkpoint, read_json, save_checkpoint, write_error, write_json, write_text
+from mmx.metrics import EPOCH_METRICS, TEST_METRICS, VAL_METRICS, VALIDATION, metric_columns
+from mmx.settings import differences_in_words, with_added_settings
+from mmx.summary import summary_problem
 
 CONFIG, SUMMARY, METRICS, EVAL = "config.yaml", "summary.json", "metrics.csv", "eval.json"
 TENSORBOARD, CHECKPOINTS, LOCK = "tb", "checkpoints", ".lock"
 SWEEP = "multirun.yaml"  # Hydra's record of a sweep, in the sweep's folder
 CHECKPOINT_NAMES = ("best", "last")
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One per-epoch number: its metrics.csv column, TensorBoard tag and how tables show it.
-
-    ``summary`` names test metrics as they appear in summary.json's ``final`` and ``best`` and in
-    the result tables; ``lower_is_better`` is None for numbers that are not a quality (lr, time).
-    """
-
-    column: str
-    tag: str | None
-    decimals: int
-    lower_is_better: bool | None = None
-    summary: str | None = None
-    label: str = ""
-
-
-EPOCH_METRICS = (
-    Metric("epoch", None, 0),
-    Metric("lr", "lr", 6),
-    Metric("train_loss", "train/loss", 4, True),
-    Metric("train_acc", "train/acc", 2, False),
-    Metric("test_acc", "test/acc", 2, False, "acc", "acc %"),
-    Metric("test_error", "test/error", 2, True, "error", "error %"),
-    Metric("test_nll", "test/nll", 3, True, "nll", "NLL"),
-    Metric("test_ece", "test/ece", 3, True, "ece", "ECE"),
-    Metric("epoch_seconds", "time/epoch_seconds", 1),
-    Metric("train_images_per_second", "throughput/images_per_second", 0),
-    Metric("test_top5", "test/top5", 2, False, "top5", "top-5 %"),
-)
-# The validation split's numbers (runs with dataset.val_size): metrics.csv columns after the others, and the
-# val_* entries of summary.json's final and best.
-VAL_METRICS = (
-    Metric("val_acc", "val/acc", 2, False, "val_acc", "val acc %"),
-    Metric("val_error", "val/error", 2, True, "val_error", "val error %"),
-    Metric("val_nll", "val/nll", 3, True, "val_nll", "val NLL"),
-    Metric("val_ece", "val/ece", 3, True, "val_ece", "val ECE"),
-)
-COLUMNS = [m.column for m in EPOCH_METRICS]
-VAL_COLUMNS = [m.column for m in VAL_METRICS]
-
-
-def metric_columns(validation: bool) -> list[str]:
-    """metrics.csv's columns: a run with a validation split has the ``val_*`` ones too."""
-    return COLUMNS + VAL_COLUMNS if validation else COLUMNS
-
-
-TEST_METRICS = {m.summary: m for m in EPOCH_METRICS if m.summary}  # acc, error, nll, ece, top5
-VALIDATION = {m.summary: m for m in VAL_METRICS}  # val_acc, val_error, val_nll, val_ece
-
-
-def epoch_row(epoch: int, lr: float, train: dict, test: dict, seconds: float, val: dict | None = None) -> dict:
-    """metrics.csv's row for one epoch, from the trainer's statistics and the test (and validation) metrics."""
-    row = {
-        "epoch": epoch,
-        "lr": lr,
-        "train_loss": train["train_loss"],
-        "train_acc": train["train_acc"],
-        "epoch_seconds": seconds,
-        "train_images_per_second": train["train_images_per_second"],
-    }
-    row.update({metric.column: test[name] for name, metric in TEST_METRICS.items()})
-    if val is not None:
-        row.update({metric.column: val[name.removeprefix("val_")] for name, metric in VALIDATION.items()})
-    return row
-
-
-INTERRUPTED = "interrupted (SIGINT) after its last checkpoint"  # summary.json's ``stopped`` after a Ctrl-C
-
-
-def stopped_by(signum: int, at: str) -> str:
-    """summary.json's ``stopped`` after a stop signal (SIGTERM, a cluster's preemption): where its checkpoint is."""
-    return f"interrupted ({signal.Signals(signum).name}) {at}, after a checkpoint of that state"
-
-
-def ending(summary: dict | None) -> str:
-    """How a run ended, from its summary.json: finished, interrupted (Ctrl-C or a stop signal), diverged (any
-    other ``stopped`` reason), or unfinished (still training, or killed)."""
-    stopped = (summary or {}).get("stopped")
-    if stopped:
-        return "interrupted" if stopped.startswith("interrupted (") else "diverged"
-    return "finished" if summary and summary.get("finished") else "unfinished"
-
-
-def test_record(test: dict, epoch: int, val: dict | None = None) -> dict:
-    """summary.json's ``final``/``best`` entry: every test metric, the epoch, and the validation metrics (``val_*``)
-    of a run that has a validation split."""
-    record = {**{name: test[name] for name in TEST_METRICS}, "epoch": epoch}
-    if val is not None:
-        record.update({name: val[name.removeprefix("val_")] for name in VALIDATION})
-    return record
-
-
-def chosen_on(validation: bool) -> str:
-    """Which split picks a run's "best" epoch (and best.pt): its validation split when it has one, else the test set."""
-    return "validation" if validation else "test"
 
 
 class RunDir:
@@ -180,7 +81,7 @@ class RunDir:
             return [str(override) for override in given if not str(override).startswith(added)]
         except Exception as error:
             raise UserError(
-                f"{self.path / SWEEP} is damaged ({_first_line(error)}); its sweep cannot be continued, but each "
+                f"{self.path / SWEEP} is damaged ({first_line(error)}); its sweep cannot be continued, but each "
                 f"of its runs can be, with resume=RUN_DIR"
             ) from None
 
@@ -249,7 +150,7 @@ class RunDir:
             cfg = OmegaConf.load(self.config_path)
         except Exception as error:
             raise UserError(
-                f"{self.config_path} is damaged ({_first_line(error)}); restore it from a copy or start the run again"
+                f"{self.config_path} is damaged ({first_line(error)}); restore it from a copy or start the run again"
             ) from None
         if not isinstance(cfg, DictConfig) or "model" not in cfg or "dataset" not in cfg:
             raise UserError(
@@ -292,7 +193,7 @@ class RunDir:
                 for row in csv.DictReader(io.StringIO(whole))
             ]
         except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as error:
-            raise UserError(f"{self.metrics_path} is damaged ({_first_line(error)})") from None
+            raise UserError(f"{self.metrics_path} is damaged ({first_line(error)})") from None
 
     def metrics_for_resume(
         self, epoch: int, recorded: list[dict] | None, expected: list[int]
@@ -402,7 +303,7 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             handle = open(self.lock_path, "a+")
         except OSError as error:  # a read-only folder, a full disk: nothing can be trained here
-            raise _write_error(error, self.lock_path) from None
+            raise write_error(error, self.lock_path) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -420,7 +321,7 @@ class RunDir:
             handle.flush()
         except OSError as error:
             handle.close()
-            raise _write_error(error, self.lock_path) from None
+            raise write_error(error, self.lock_path) from None
         try:
             _HELD.add(key)
             yield
@@ -479,7 +380,7 @@ class MetricsLog:
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as error:
-            raise _write_error(error, self.path, appending=True) from None
+            raise write_error(error, self.path, appending=True) from None
         with self._tensorboard_writes():
             for metric in self.metrics:
                 if metric.tag:
@@ -501,7 +402,7 @@ class MetricsLog:
             yield
         except OSError as error:
             events = Path(os.fsdecode(error.filename)) if error.filename else self.tensorboard_path / "events"
-            raise _write_error(error, events, appending=True) from None
+            raise write_error(error, events, appending=True) from None
 
 
 def _quiet_tensorboard_writer_errors() -> None:
@@ -552,155 +453,6 @@ class LogFile(logging.FileHandler):
         )
 
 
-# --- atomic files ------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, write: Callable) -> None:
-    """``write(binary file)`` into a temporary file of this writer's own beside ``path``, then rename it.
-
-    The temporary name is unique per process and call, so concurrent writers never share one; on
-    any failure it is removed, and a full disk is named as such. The file and then its folder are synced, so after
-    a machine crash each path holds its old or its new file, and files written one after another (best.pt before
-    last.pt) reach the disk in that order.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _sync_folder(path.parent)  # the rename itself reaches the disk now, in the order the files were written
-    except BaseException as error:
-        tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise _write_error(error, path) from None
-        raise
-
-
-def _sync_folder(folder: Path) -> None:
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def _write_error(error: OSError, path: Path, appending: bool = False) -> WriteFailed:
-    """One sentence for a failed write. ``appending``: a log of epochs (metrics.csv, TensorBoard's events), where a
-    resume drops whatever came after its checkpoint; every other file is replaced atomically."""
-    left = (
-        "what earlier epochs wrote to it is kept, and a resume drops anything past its checkpoint"
-        if appending
-        else "nothing half-written was left, and any earlier copy of it is intact"
-    )
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return WriteFailed(
-            f"the disk is full: {path.name} could not be written in {path.parent} ({left})", "free some space", path
-        )
-    return WriteFailed(
-        f"{path.name} could not be written in {path.parent} ({error.strerror or error}; {left})",
-        "make the folder writable",
-        path,
-    )
-
-
-def write_text(path: Path, text: str) -> None:
-    """A text file (a table, a CSV, JSON, YAML), written atomically like every other file mmx writes."""
-    write_atomic(path, lambda f: f.write(text.encode()))
-
-
-def save_figure(figure, path: Path, **options) -> None:
-    """A matplotlib figure as an image file (its format from the suffix), written atomically."""
-    write_atomic(path, lambda f: figure.savefig(f, format=path.suffix.lstrip("."), **options))
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Strict JSON (NaN and infinities become null, which every JSON reader accepts), written atomically."""
-    write_text(path, json.dumps(_strict(data), indent=2, allow_nan=False) + "\n")
-
-
-def _strict(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    return value
-
-
-def summary_problem(summary) -> str:
-    """What makes ``summary`` not a summary.json mmx wrote, in words ("" if nothing): the fields readers rely on."""
-
-    def number(value) -> bool:
-        return value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
-
-    if not isinstance(summary, dict):
-        return f"it holds a {type(summary).__name__}, not an object"
-    for key, valid, what in (
-        ("finished", lambda v: isinstance(v, bool), "true or false"),
-        ("epochs_done", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a count of epochs"),
-    ):
-        if key not in summary:
-            return f"it has no {key!r}"
-        if not valid(summary[key]):
-            return f"{key!r} is {summary[key]!r}, not {what}"
-    for key in ("stopped", "precision", "best_chosen_on", "experiment"):
-        if summary.get(key) is not None and not isinstance(summary[key], str):
-            return f"{key!r} is {summary[key]!r}, not text"
-    for block in ("final", "best"):
-        record = summary.get(block)
-        if record is None:
-            continue
-        if not isinstance(record, dict):
-            return f"{block!r} is {record!r}, not an object"
-        bad = next((k for k, v in record.items() if not number(v)), None)
-        if bad is not None:
-            return f"{block}.{bad} is {record[bad]!r}, not a number"
-    return ""
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UserError(
-            f"{path} is damaged ({_first_line(error)}); delete it to let mmx write it again, or restore it from a copy"
-        ) from None
-
-
-def save_checkpoint(state: dict, path: Path) -> None:
-    """torch.save through :func:`write_atomic`: a resume after a kill at any instant finds a whole file.
-
-    The state is serialised in memory first and then written: torch's own file writer reports a full disk as
-    "unexpected pos" (a RuntimeError), where a plain write says what went wrong (an OSError and its errno).
-    """
-    import torch  # here, not at the top: `mmx --help` should not wait for torch
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomic(path, lambda f: f.write(buffer.getbuffer()))
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Tensors, numbers, strings and containers only (``weights_only=True``), onto the CPU.
-
-    A file that is not such a checkpoint (damaged, or crafted to run code when unpickled) is refused
-    in one sentence; mmx never retries with ``weights_only=False``.
-    """
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise UserError(
-            f"{path} is damaged or not a checkpoint mmx wrote ({_first_line(error)[:120]}); it was not "
-            f"loaded (mmx loads only tensors and plain data)"
-        ) from None
-
-
 def _spans(epochs: list[int]) -> str:
     """Epochs as ranges: ``1-3, 6``."""
     spans, start = [], None
@@ -711,73 +463,3 @@ def _spans(epochs: list[int]) -> str:
             spans.append(str(start) if start == epoch else f"{start}-{epoch}")
             start = None
     return ", ".join(spans)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
-def check_writable(folder: Path, option: str) -> Path:
-    """Fail before any work when results could not be written to ``folder`` (created if missing)."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".mmx-write-check.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise UserError(
-            f"{option} {folder} cannot be written ({error.strerror or error}); choose a folder you can write to"
-        ) from None
-    return folder
-
-
-# --- the code that made a run ------------------------------------------------------------------
-
-
-# What "dirty" looks at: the code that trains and measures, not the results folders that `make` regenerates
-# (a study deletes its tracked runs before it trains them again).
-CODE_PATHS = (":/mmx", ":/configs", ":/scripts", ":/Makefile", ":/pyproject.toml")
-
-
-def code_version(source: Path | None = None) -> dict:
-    """mmx's version and, in a git checkout, the commit and whether its code had uncommitted changes.
-
-    Kept with every run (summary.json and checkpoints), as airbench keeps its code with its results.
-    """
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        mmx_version = version("mmx")
-    except PackageNotFoundError:
-        mmx_version = None
-    source = source or Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        if commit.returncode != 0:
-            return {"mmx": mmx_version, "commit": None, "dirty": None}
-        status = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return {"mmx": mmx_version, "commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"mmx": mmx_version, "commit": None, "dirty": None}
-
-
-def with_added_settings(cfg: DictConfig) -> DictConfig:
-    """A saved config with the settings added since it was written (``mmx.config.ADDED_SETTINGS``) at the
-    values that do what the run did, so that resume, eval and tables read every run alike."""
-    from mmx.config import ADDED_SETTINGS
-
-    for key, value in ADDED_SETTINGS.items():
-        group, _, name = key.rpartition(".")
-        node = OmegaConf.select(cfg, group) if group else cfg
-        if isinstance(node, DictConfig) and name not in node:
-            node[name] = value
-    return cfg

@@ -18,23 +18,15 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mmx import distributed, gpu_slots
-from mmx.config import changes_results, differences_in_words, hparams
+from mmx.code_version import code_version
 from mmx.distributed import Ranks
 from mmx.errors import RunDiverged, UserError
+from mmx.metrics import TEST_METRICS, epoch_row
 from mmx.parts import device_name, resolve_device, show_progress
-from mmx.run_dir import (
-    CONFIG,
-    INTERRUPTED,
-    TEST_METRICS,
-    RunDir,
-    chosen_on,
-    code_version,
-    epoch_row,
-    stopped_by,
-    test_record,
-    with_added_settings,
-)
+from mmx.run_dir import CONFIG, RunDir
+from mmx.settings import changes_results, differences_in_words, hparams, with_added_settings
 from mmx.stops import StepBoundary, Stopped, StopSignals, signal_name
+from mmx.summary import INTERRUPTED, chosen_on, stopped_by, test_record
 from mmx.trainer import Diverged, RunningEpoch, Trainer
 
 log = logging.getLogger("mmx")

@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from mmx import distributed
-from mmx.config import check_run
+from mmx.checks import check_run
 from mmx.data import Normalizer
 from mmx.distributed import Ranks, gather_rows, shard_bounds, sum_across, sync_buffers
 from mmx.errors import UserError
@@ -35,7 +35,6 @@ from mmx.parts import (
     resolve_precision,
     uses_channels_last,
 )
-from mmx.run_dir import save_checkpoint  # noqa: F401 - re-exported for callers that save a trainer's state
 from mmx.step import TrainStep, autocast, capturable_sgd
 
 

@@ -14,7 +14,7 @@ def test_rows_logged_after_the_last_checkpoint_are_forgotten_on_resume(tmp_path)
     """A kill between writing epoch 3's row and its checkpoint must not leave epoch 3 twice."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from mmx.run_dir import COLUMNS
+    from mmx.metrics import COLUMNS
 
     def row(epoch, value):
         return {column: value for column in COLUMNS} | {"epoch": epoch}
@@ -35,7 +35,7 @@ def test_rows_logged_after_the_last_checkpoint_are_forgotten_on_resume(tmp_path)
 def test_checkpoints_are_replaced_atomically(tmp_path):
     import torch
 
-    from mmx.run_dir import load_checkpoint, save_checkpoint
+    from mmx.files import load_checkpoint, save_checkpoint
 
     path = tmp_path / "ck" / "last.pt"
     save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
@@ -49,10 +49,11 @@ def test_a_failed_rewrite_of_metrics_csv_leaves_the_old_file_whole(tmp_path, mon
     import pytest
 
     from mmx import run_dir as module
+    from mmx.metrics import COLUMNS
 
     log = RunDir(tmp_path).metrics_log()
     for epoch in (1, 2, 3):
-        log.append({column: float(epoch) for column in module.COLUMNS} | {"epoch": epoch})
+        log.append({column: float(epoch) for column in COLUMNS} | {"epoch": epoch})
     log.close()
     before = (tmp_path / "metrics.csv").read_text()
 
@@ -72,7 +73,7 @@ def test_a_full_disk_is_named_with_the_file_and_leaves_no_temporary_file(tmp_pat
     import pytest
 
     from mmx.errors import UserError
-    from mmx.run_dir import write_atomic
+    from mmx.files import write_atomic
 
     target = tmp_path / "summary.json"
     target.write_text("old")
@@ -155,7 +156,7 @@ def test_outputs_are_checked_before_any_work(tmp_path):
     import pytest
 
     from mmx.errors import UserError
-    from mmx.run_dir import check_writable
+    from mmx.files import check_writable
 
     (tmp_path / "a_file").write_text("")
     with pytest.raises(UserError, match="--out .*a_file/figures cannot be written"):
@@ -185,7 +186,7 @@ def test_the_code_version_is_dirty_for_changed_code_not_for_regenerated_results(
     """`make digits-results` deletes the tracked runs it regenerates: that must not mark its runs' code as changed."""
     import subprocess
 
-    from mmx.run_dir import code_version
+    from mmx.code_version import code_version
 
     def git(*args):
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
@@ -211,7 +212,7 @@ def test_a_row_cut_short_by_a_crash_is_an_epoch_that_did_not_end(tmp_path):
     import pytest
 
     from mmx.errors import UserError
-    from mmx.run_dir import COLUMNS
+    from mmx.metrics import COLUMNS
 
     run = RunDir(tmp_path)
     log = run.metrics_log()

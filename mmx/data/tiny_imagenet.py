@@ -19,7 +19,7 @@ from torchvision.datasets.utils import download_and_extract_archive
 from mmx.data.downloads import folders_removed_on_failure
 from mmx.data.images import ImageSplits
 from mmx.errors import UserError
-from mmx.run_dir import save_checkpoint
+from mmx.files import save_checkpoint
 
 log = logging.getLogger(__name__)
 

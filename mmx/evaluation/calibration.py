@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from mmx.files import save_figure
 from mmx.metrics import confidence_bin
-from mmx.run_dir import save_figure
 
 
 def brier_score(probs: torch.Tensor, labels: torch.Tensor) -> float:

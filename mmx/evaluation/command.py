@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
-from mmx.config import check_finite, compose_train, quote_paths
+from mmx.checks import check_finite
+from mmx.config import compose_train, quote_paths
 from mmx.errors import UserError
 from mmx.evaluation import attacks, calibration, deformations, excess, ood, temperature, trained_run
 from mmx.metrics import classification_metrics

@@ -17,7 +17,7 @@ import torch
 
 from mmx.errors import UserError
 from mmx.evaluation import trained_run
-from mmx.run_dir import check_writable, write_json
+from mmx.files import check_writable, write_json
 
 
 def representations(run, layer: int, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:

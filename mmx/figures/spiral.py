@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from mmx.config import positive_number
+from mmx.checks import positive_number
+from mmx.files import check_writable
 from mmx.losses import soft_cross_entropy
 from mmx.mixing import Mixer
 from mmx.models import BottleneckMLP
-from mmx.run_dir import check_writable
 from mmx.step import TrainStep
 
 REGIMES = {"none": [], "input": [0], "manifold": [1]}  # regime -> mixing points (1 = the bottleneck)

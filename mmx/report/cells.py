@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from omegaconf import DictConfig
 
-from mmx.config import ADDED_SETTINGS, changes_results, flatten
+from mmx.settings import ADDED_SETTINGS, changes_results, flatten
 
 REGIME_ORDER = {"none": 0, "input": 1, "manifold": 2}
 # Dotted keys shown under a short name.

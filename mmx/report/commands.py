@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from mmx.errors import UserError
-from mmx.run_dir import check_writable
+from mmx.files import check_writable
 
 
 def _runs(parser: argparse.ArgumentParser, argv: list[str]):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmx.files import write_text
 from mmx.report.cells import IDENTITY, cells, column_name, identity, show, varying
 from mmx.report.tables import _mean_std, paper_numbers, to_markdown
-from mmx.run_dir import write_text
 
 # table -> (paper table id, prefixes of our columns)
 KINDS = {

@@ -20,9 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mmx.errors import UserError  # noqa: E402
+from mmx.files import save_figure, write_text  # noqa: E402
 from mmx.report.cells import Cell, cell_key, cells, column_name, show, varying  # noqa: E402
 from mmx.report.runs import read_curves  # noqa: E402
-from mmx.run_dir import save_figure, write_text  # noqa: E402
 
 log = logging.getLogger("mmx")
 PANELS = [("test_error", "test error (%)"), ("test_nll", "test NLL (nats)")]

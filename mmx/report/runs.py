@@ -11,8 +11,10 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from mmx.errors import UserError
+from mmx.metrics import TEST_METRICS, VALIDATION
 from mmx.report.cells import cell_key, settings_of
-from mmx.run_dir import TEST_METRICS, VALIDATION, RunDir, chosen_on, ending
+from mmx.run_dir import RunDir
+from mmx.summary import chosen_on, ending
 
 log = logging.getLogger("mmx")
 

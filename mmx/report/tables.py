@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmx.files import write_text
+from mmx.metrics import TEST_METRICS, VALIDATION
 from mmx.report.cells import IDENTITY, REGIME_ORDER, cells, column_name, identity, show, varying
-from mmx.run_dir import TEST_METRICS, VALIDATION, write_text
 
 log = logging.getLogger("mmx")
 
