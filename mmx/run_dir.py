@@ -5,7 +5,7 @@ every file is written).
     RUN/
       config.yaml           the resolved config; written first, it marks the folder as a run
       summary.json          what was trained, with which code, and how it ended
-      metrics.csv, tb/      one row per epoch (EPOCH_METRICS, and VAL_METRICS with a validation split), as CSV
+      metrics.csv, tb/      one row per epoch (mmx.metrics.REGISTRY's columns), as CSV
                             and TensorBoard events
                             (per trainer.eval_every epochs: the training columns cover them all)
       checkpoints/last.pt   every recorded epoch, and inside epochs (trainer.checkpoint_every, a stop signal);
@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mmx.errors import UserError
 from mmx.files import first_line, load_checkpoint, read_json, save_checkpoint, write_error, write_json, write_text
-from mmx.metrics import EPOCH_METRICS, TEST_METRICS, VAL_METRICS, VALIDATION, metric_columns
+from mmx.metrics import epoch_metrics, metric_columns, test_metrics, val_metrics
 from mmx.settings import differences_in_words, with_added_settings
 from mmx.summary import summary_problem
 
@@ -136,8 +136,19 @@ class RunDir:
         return MetricsLog(self, resume_epoch, validation, kept)
 
     def write_metrics(self, rows: list[dict], validation: bool) -> None:
-        """metrics.csv with exactly these rows, replaced atomically."""
-        write_text(self.metrics_path, _csv_text(rows, metric_columns(validation), header=True))
+        """metrics.csv with exactly these rows, replaced atomically (its columns: :meth:`metric_columns`)."""
+        write_text(self.metrics_path, _csv_text(rows, self.metric_columns(validation), header=True))
+
+    def metric_columns(self, validation: bool) -> list[str]:
+        """metrics.csv's columns: the registry's (:mod:`mmx.metrics`), then any the file holds that this mmx does not
+        know (a metric of a newer mmx, or one since removed), which are kept, never dropped."""
+        known = metric_columns(validation)
+        try:
+            with open(self.metrics_path, newline="") as handle:
+                header = next(csv.reader(handle), [])
+        except (OSError, UnicodeDecodeError, csv.Error):
+            header = []
+        return known + [column for column in header if column and column not in known]
 
     # --- readers ---------------------------------------------------------------------------------
 
@@ -177,7 +188,8 @@ class RunDir:
         return read_json(self.eval_path) if self.eval_path.exists() else None
 
     def read_metrics(self) -> list[dict]:
-        """metrics.csv's rows as numbers (empty before the first epoch has ended).
+        """metrics.csv's rows as numbers (empty before the first epoch has ended); an empty cell is None (a metric
+        added after the row was written).
 
         A last line without its newline is a row whose write a crash cut short (every row is written whole, newline
         last): it is left out, as an epoch that did not end; any other bad row means the file is damaged.
@@ -189,7 +201,7 @@ class RunDir:
                 text = handle.read()
             whole = text[: text.rfind("\n") + 1]
             return [
-                {k: float(v) if k != "epoch" else int(v) for k, v in row.items()}
+                {k: None if v == "" and k != "epoch" else int(v) if k == "epoch" else float(v) for k, v in row.items()}
                 for row in csv.DictReader(io.StringIO(whole))
             ]
         except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as error:
@@ -348,8 +360,8 @@ class MetricsLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.path, self.tensorboard_path = run.metrics_path, run.tensorboard_path
-        self.columns = metric_columns(validation)
-        self.metrics = EPOCH_METRICS + VAL_METRICS if validation else EPOCH_METRICS
+        self.columns = run.metric_columns(validation)
+        self.metrics = epoch_metrics(validation)
         if kept is None:
             kept = [row for row in run.read_metrics() if row["epoch"] <= resume_epoch]
         run.write_metrics(kept, validation)
@@ -385,8 +397,9 @@ class MetricsLog:
             for metric in self.metrics:
                 if metric.tag:
                     self.tensorboard.add_scalar(metric.tag, row[metric.column], global_step=row["epoch"])
+            scored = {**test_metrics(), **val_metrics()}
             for name, value in (best or {}).items():
-                if name in TEST_METRICS or name in VALIDATION:
+                if name in scored:
                     self.tensorboard.add_scalar(f"best/{name}", value, global_step=row["epoch"])
             self.tensorboard.flush()
 
@@ -426,7 +439,7 @@ def _csv_text(rows: list[dict], columns: list[str], header: bool = False) -> str
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     if header:
         writer.writeheader()
-    writer.writerows({k: row[k] for k in columns} for row in rows)
+    writer.writerows({k: row.get(k) for k in columns} for row in rows)  # a column a row lacks: an empty cell
     return buffer.getvalue()
 
 

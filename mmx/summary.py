@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from mmx.metrics import TEST_METRICS, VALIDATION
+from mmx.metrics import test_metrics, val_metrics
 
 INTERRUPTED = "interrupted (SIGINT) after its last checkpoint"  # summary.json's ``stopped`` after a Ctrl-C
 
@@ -26,9 +26,9 @@ def ending(summary: dict | None) -> str:
 def test_record(test: dict, epoch: int, val: dict | None = None) -> dict:
     """summary.json's ``final``/``best`` entry: every test metric, the epoch, and the validation metrics (``val_*``)
     of a run that has a validation split."""
-    record = {**{name: test[name] for name in TEST_METRICS}, "epoch": epoch}
+    record = {**{name: test[name] for name in test_metrics()}, "epoch": epoch}
     if val is not None:
-        record.update({name: val[name.removeprefix("val_")] for name in VALIDATION})
+        record.update({name: val[name.removeprefix("val_")] for name in val_metrics()})
     return record
 
 

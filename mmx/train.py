@@ -21,7 +21,7 @@ from mmx import distributed, gpu_slots
 from mmx.code_version import code_version
 from mmx.distributed import Ranks
 from mmx.errors import RunDiverged, UserError
-from mmx.metrics import TEST_METRICS, epoch_row
+from mmx.metrics import epoch_row, log_words, test_metrics
 from mmx.parts import device_name, resolve_device, show_progress
 from mmx.run_dir import CONFIG, RunDir
 from mmx.settings import changes_results, differences_in_words, hparams, with_added_settings
@@ -197,16 +197,13 @@ class Training:
             run.write_summary(summary)
             epochs.set_postfix(test_acc=f"{test['acc']:.2f}", nll=f"{test['nll']:.3f}")
             log.info(
-                "epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  test acc %.2f nll %.4f ece %.4f%s  %.1fs  %.0f img/s",
+                "epoch %d/%d  lr %.4g  train loss %.4f acc %.2f  %s  %.1fs  %.0f img/s",
                 epoch,
                 cfg.epochs,
                 lr,
                 row["train_loss"],
                 row["train_acc"],
-                test["acc"],
-                test["nll"],
-                test["ece"],
-                f"  val acc {val['acc']:.2f} nll {val['nll']:.4f}" if val else "",
+                log_words(test, val),
                 row["epoch_seconds"],
                 row["train_images_per_second"],
             )
@@ -378,7 +375,7 @@ def model_args(cfg: DictConfig, trainer: Trainer) -> dict:
 
 def check_test_metrics(metrics: dict, epoch: int, split: str = "test") -> None:
     """A network whose outputs overflow has diverged even if its weights are finite."""
-    bad = [name for name in TEST_METRICS if not math.isfinite(metrics[name])]
+    bad = [name for name in test_metrics() if not math.isfinite(metrics[name])]
     if bad:
         raise Diverged(
             epoch,

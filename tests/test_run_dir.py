@@ -14,10 +14,10 @@ def test_rows_logged_after_the_last_checkpoint_are_forgotten_on_resume(tmp_path)
     """A kill between writing epoch 3's row and its checkpoint must not leave epoch 3 twice."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from mmx.metrics import COLUMNS
+    from mmx.metrics import metric_columns
 
     def row(epoch, value):
-        return {column: value for column in COLUMNS} | {"epoch": epoch}
+        return {column: value for column in metric_columns(validation=False)} | {"epoch": epoch}
 
     log = RunDir(tmp_path).metrics_log()
     for epoch in (1, 2, 3):
@@ -49,11 +49,11 @@ def test_a_failed_rewrite_of_metrics_csv_leaves_the_old_file_whole(tmp_path, mon
     import pytest
 
     from mmx import run_dir as module
-    from mmx.metrics import COLUMNS
+    from mmx.metrics import metric_columns
 
     log = RunDir(tmp_path).metrics_log()
     for epoch in (1, 2, 3):
-        log.append({column: float(epoch) for column in COLUMNS} | {"epoch": epoch})
+        log.append({column: float(epoch) for column in metric_columns(validation=False)} | {"epoch": epoch})
     log.close()
     before = (tmp_path / "metrics.csv").read_text()
 
@@ -212,11 +212,11 @@ def test_a_row_cut_short_by_a_crash_is_an_epoch_that_did_not_end(tmp_path):
     import pytest
 
     from mmx.errors import UserError
-    from mmx.metrics import COLUMNS
+    from mmx.metrics import metric_columns
 
     run = RunDir(tmp_path)
     log = run.metrics_log()
-    log.append({column: 1.0 for column in COLUMNS} | {"epoch": 1})
+    log.append({column: 1.0 for column in metric_columns(validation=False)} | {"epoch": 1})
     log.close()
     whole = run.metrics_path.read_text()
     run.metrics_path.write_text(whole + "2,0.1,0.5")  # epoch 2's row, cut short before its newline

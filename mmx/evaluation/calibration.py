@@ -1,20 +1,13 @@
-"""Likelihood and calibration of predicted probabilities: Brier score and the reliability diagram."""
+"""The reliability diagram of predicted probabilities (the Brier score and the ECE are scores of mmx.metrics)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from mmx.files import save_figure
 from mmx.metrics import confidence_bin
-
-
-def brier_score(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """Multi-class Brier score: mean over examples of the squared distance to the one-hot label (0 is perfect,
-    2 worst)."""
-    return float(((probs - F.one_hot(labels, probs.shape[1]).to(probs.dtype)) ** 2).sum(dim=1).mean())
 
 
 def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> list[dict]:

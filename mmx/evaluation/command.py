@@ -20,7 +20,7 @@ from mmx.checks import check_finite
 from mmx.config import compose_train, quote_paths
 from mmx.errors import UserError
 from mmx.evaluation import attacks, calibration, deformations, excess, ood, temperature, trained_run
-from mmx.metrics import classification_metrics
+from mmx.metrics import classification_metrics, scores
 from mmx.parts import load_data, show_progress
 from mmx.run_dir import RunDir
 
@@ -92,8 +92,8 @@ def check_excess(cfg: DictConfig, num_points: int, model: str) -> None:
 
 
 def clean_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Accuracy, error, top-5, NLL, ECE and Brier score of a set of logits."""
-    return {**classification_metrics(logits, labels), "brier": calibration.brier_score(logits.softmax(dim=1), labels)}
+    """Every score of the registry (mmx.metrics), those computed here only (the Brier score) too."""
+    return classification_metrics(logits, labels, every=True)
 
 
 def no_validation_words(run) -> str:
@@ -118,8 +118,7 @@ def temperature_scaling(cfg: DictConfig, run, test_logits: torch.Tensor, labels:
         return None
     val_pixels, val_labels = run.val_pixels()
     fit = temperature.fit_temperature(logits_of(run, val_pixels, cfg.batch_size), val_labels)
-    keep = ("acc", "error", "nll", "ece", "brier")
-    before = {k: v for k, v in clean_metrics(test_logits, labels).items() if k in keep}
+    before = clean_metrics(test_logits, labels)
     if fit.separable:
         log.warning(
             "no temperature fitted: the network classifies all %d validation images correctly, so their NLL only "
@@ -135,7 +134,7 @@ def temperature_scaling(cfg: DictConfig, run, test_logits: torch.Tensor, labels:
                 fit.temperature,
                 temperature.BOUNDS,
             )
-        after = {k: v for k, v in clean_metrics(test_logits / fit.temperature, labels).items() if k in keep}
+        after = clean_metrics(test_logits / fit.temperature, labels)
     return {
         "value": fit.temperature,
         "fitted_on": "validation",
@@ -264,9 +263,14 @@ def evaluate_run(cfg: DictConfig) -> dict:
     return result
 
 
+def calibration_words(values: dict) -> str:
+    """The calibration scores of the registry (NLL, ECE, Brier, ...), as one run's numbers are read."""
+    return "  ".join(f"{s.label} {values[s.name]:.{s.read_decimals}f}" for s in scores(every=True) if s.calibration)
+
+
 def report(result: dict) -> str:
     c = result["clean"]
-    lines = [f"clean: acc {c['acc']:.2f}%  NLL {c['nll']:.4f}  ECE {c['ece']:.4f}  Brier {c['brier']:.4f}"]
+    lines = [f"clean: acc {c['acc']:.2f}%  {calibration_words(c)}"]
     scaled = result.get("temperature")
     if scaled and scaled["value"] is None:
         lines.append(
@@ -277,7 +281,7 @@ def report(result: dict) -> str:
         after = scaled["test"]["after"]
         lines.append(
             f"temperature {scaled['value']:.4f} (fitted on {scaled['val_images']} validation images): "
-            f"NLL {after['nll']:.4f}  ECE {after['ece']:.4f}  Brier {after['brier']:.4f}"
+            f"{calibration_words(after)}"
         )
     else:
         why = result.get("temperature_skipped", "")

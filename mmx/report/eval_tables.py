@@ -14,35 +14,36 @@ from pathlib import Path
 import pandas as pd
 
 from mmx.files import write_text
+from mmx.metrics import scores
 from mmx.report.cells import IDENTITY, cells, column_name, identity, show, varying
 from mmx.report.tables import _mean_std, paper_numbers, to_markdown
 
-# table -> (paper table id, prefixes of our columns)
-KINDS = {
-    "calibration": (None, ("eval_acc", "eval_nll", "eval_ece", "eval_brier", "eval_temperature")),
-    "fgsm": ("7", ("fgsm_", "pgd_")),
-    "deformations": ("4", ("deform_",)),
-    "ood": (None, ("ood_",)),
-}
-DECIMALS = {
-    "eval_nll": 4,
-    "eval_ece": 4,
-    "eval_brier": 4,
-    "eval_temperature": 3,
-    "eval_nll_scaled": 4,
-    "eval_ece_scaled": 4,
-    "eval_brier_scaled": 4,
-}
-EVAL_LABELS = {
-    "eval_acc": "acc %",
-    "eval_nll": "NLL",
-    "eval_ece": "ECE",
-    "eval_brier": "Brier",
-    "eval_temperature": "T (fitted on validation)",
-    "eval_nll_scaled": "NLL at T",
-    "eval_ece_scaled": "ECE at T",
-    "eval_brier_scaled": "Brier at T",
-}
+TEMPERATURE = "eval_temperature"
+
+
+def calibration_scores() -> list:
+    """The registry's scores mmx eval's calibration table shows (mmx.metrics): accuracy, then each calibration score."""
+    return [score for score in scores(every=True) if score.name == "acc" or score.calibration]
+
+
+def kinds() -> dict[str, tuple[str | None, tuple[str, ...]]]:
+    """table -> (paper table id, prefixes of our columns)."""
+    return {
+        "calibration": (None, (*(f"eval_{score.name}" for score in calibration_scores()), TEMPERATURE)),
+        "fgsm": ("7", ("fgsm_", "pgd_")),
+        "deformations": ("4", ("deform_",)),
+        "ood": (None, ("ood_",)),
+    }
+
+
+def eval_columns() -> dict[str, tuple[str, int]]:
+    """The calibration table's columns: (label, decimals), from the registry; ``_scaled``: after temperature scaling."""
+    columns = {TEMPERATURE: ("T (fitted on validation)", 3)}
+    for score in calibration_scores():
+        columns[f"eval_{score.name}"] = (score.label, score.read_decimals)
+        if score.calibration:
+            columns[f"eval_{score.name}_scaled"] = (f"{score.label} at T", score.read_decimals)
+    return columns
 
 
 def _columns(runs: pd.DataFrame, prefixes) -> list[str]:
@@ -65,7 +66,7 @@ def _paper_value(paper: pd.DataFrame, table: str, cell: pd.Series, metric: str) 
 
 def eval_table(runs: pd.DataFrame, kind: str, paper: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """(numbers, formatted) for one kind of evaluation, or None when no run has those columns."""
-    paper_id, prefixes = KINDS[kind]
+    paper_id, prefixes = kinds()[kind]
     columns = _columns(runs, prefixes)
     evaluated = runs.dropna(subset=columns, how="all") if columns else runs.iloc[0:0]
     if evaluated.empty:
@@ -86,7 +87,8 @@ def eval_table(runs: pd.DataFrame, kind: str, paper: pd.DataFrame) -> tuple[pd.D
             mean = values.mean() if len(values) else math.nan
             std = values.std(ddof=1) if len(values) > 1 else math.nan
             row[f"{column}_mean"], row[f"{column}_std"] = mean, std
-            shown[_label(column)] = _mean_std(mean, std, DECIMALS.get(column, 2 if "ood" not in column else 4))
+            decimals = eval_columns()[column][1] if column.startswith("eval_") else 2 if "ood" not in column else 4
+            shown[_label(column)] = _mean_std(mean, std, decimals)
             if 0 < len(values) < len(group):  # e.g. no temperature where a run's validation split was separable
                 shown[_label(column)] += f" ({len(values)} of {len(group)} seeds)"
         if paper_id == "7":
@@ -121,7 +123,7 @@ def deformation_words(name: str) -> str:
 
 def _label(column: str) -> str:
     if column.startswith("eval_"):
-        return EVAL_LABELS[column]
+        return eval_columns()[column][0]
     if column.startswith(("fgsm_", "pgd_")):
         attack, eps = column.split("_", 1)
         return f"{attack.upper()} ε={eps} acc %"
@@ -144,7 +146,7 @@ CAPTIONS = {
 def write_eval_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
     paper = paper_numbers()
     written = []
-    for kind in KINDS:
+    for kind in kinds():
         tables = eval_table(runs, kind, paper)
         if tables is None:
             continue

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from mmx.errors import UserError
-from mmx.metrics import TEST_METRICS, VALIDATION
+from mmx.metrics import scores, test_metrics, val_metrics
 from mmx.report.cells import cell_key, settings_of
 from mmx.run_dir import RunDir
 from mmx.summary import chosen_on, ending
@@ -60,7 +60,7 @@ def read_run(run_dir: Path) -> dict:
         best_chosen_on=summary.get("best_chosen_on", chosen_on(False)),  # runs before validation splits: test
     )
     for block in ("final", "best"):
-        for metric in [*TEST_METRICS, *VALIDATION]:
+        for metric in [*test_metrics(), *val_metrics()]:
             # NaN, not None, for a run stopped before its first recorded epoch: the columns stay numeric
             row[f"{block}_{metric}"] = (summary[block] or {}).get(metric, math.nan)
     evaluation = run.read_eval()
@@ -97,12 +97,14 @@ def config_row(cfg: DictConfig, run_dir: Path) -> dict:
 
 def flatten_eval(result: dict) -> dict:
     """eval.json as flat columns: eval_acc, fgsm_0.01, pgd_0.03, deform_rotation20, ood_msp_auroc, ood_set, ..."""
-    row = {f"eval_{k}": v for k, v in result["clean"].items() if k in ("acc", "nll", "ece", "brier")}
+    calibration = [score.name for score in scores(every=True) if score.calibration]  # NLL, ECE, Brier, ...
+    row = {f"eval_{k}": v for k, v in result["clean"].items() if k in ("acc", *calibration)}
     row["eval_checkpoint"] = result["checkpoint"]
     scaled = result.get("temperature")  # absent from eval.json written before temperature scaling
     if scaled and scaled["value"] is not None:  # None: a separable validation split, where no T minimises the NLL
         row["eval_temperature"] = scaled["value"]
-        row.update({f"eval_{k}_scaled": scaled["test"]["after"][k] for k in ("nll", "ece", "brier")})
+        after = scaled["test"]["after"]  # an eval.json of an older mmx lacks the scores added since: left empty
+        row.update({f"eval_{k}_scaled": after[k] for k in calibration if k in after})
     row.update({f"fgsm_{eps}": acc for eps, acc in result["fgsm"].items()})
     if result.get("pgd"):
         row.update({f"pgd_{eps}": acc for eps, acc in result["pgd"]["acc"].items()})

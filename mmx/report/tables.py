@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmx.files import write_text
-from mmx.metrics import TEST_METRICS, VALIDATION
+from mmx.metrics import scores, test_metrics, val_metrics
 from mmx.report.cells import IDENTITY, REGIME_ORDER, cells, column_name, identity, show, varying
 
 log = logging.getLogger("mmx")
@@ -24,12 +24,14 @@ log = logging.getLogger("mmx")
 PAPER_IDS = {"table1": ["1a", "1b"], "table2": ["2"], "table3": ["3"], "table5": ["5"], "table6": ["6"]}
 # Which of our metrics each table shows, and which paper metric compares with which of ours. The
 # paper reports the best epoch (the public code keeps the best test value), so "best" is compared.
+# Other tables show the scores the registry marks as shown (mmx.metrics), with its labels and decimals.
 SHOWN = {"table3": ["acc", "top5", "nll"], "table5": ["acc", "nll"], "table6": ["acc", "nll"]}
-DEFAULT_SHOWN = ["error", "nll", "ece"]
 PAPER_TO_OURS = {"test_error": "best_error", "test_nll": "best_nll", "test_acc": "best_acc", "test_top5": "best_top5"}
-# The test metrics' labels and decimals come from the one specification of the epoch metrics.
-LABELS = {name: metric.label for name, metric in TEST_METRICS.items()}
-DECIMALS = {name: metric.decimals for name, metric in TEST_METRICS.items()}
+
+
+def shown_scores(table: str) -> list[str]:
+    """The scores a table shows: the paper's for its tables, else those the registry marks as shown."""
+    return SHOWN.get(table) or [score.name for score in scores() if score.shown]
 
 
 def paper_numbers() -> pd.DataFrame:
@@ -64,7 +66,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         source = done if not done.empty else pending
         row["best_chosen_on"] = ", ".join(sorted(group["best_chosen_on"].dropna().unique()))
         for block in ("final", "best"):
-            for metric in [*TEST_METRICS, *VALIDATION]:
+            for metric in [*test_metrics(), *val_metrics()]:
                 column = f"{block}_{metric}"
                 values = source[column].dropna() if column in source else pd.Series(dtype=float)
                 row[f"{column}_mean"] = values.mean() if len(values) else math.nan
@@ -121,7 +123,7 @@ def _mean_std(mean: float, std: float, decimals: int) -> str:
 
 def formatted(cells: pd.DataFrame, table: str) -> pd.DataFrame:
     """The human-readable table: one column per quantity, constant columns left out."""
-    shown = SHOWN.get(table, DEFAULT_SHOWN)
+    shown, tested = shown_scores(table), test_metrics()
     out = pd.DataFrame()
     for column in cells.attrs["columns"]:
         out[column] = cells[column].map(show)
@@ -130,20 +132,20 @@ def formatted(cells: pd.DataFrame, table: str) -> pd.DataFrame:
         out["best chosen on"] = cells["best_chosen_on"]
     for block in ("final", "best"):
         for metric in shown:
-            out[f"{block} {LABELS[metric]}"] = [
-                _mean_std(m, s, DECIMALS[metric])
+            out[f"{block} {tested[metric].label}"] = [
+                _mean_std(m, s, tested[metric].decimals)
                 for m, s in zip(cells[f"{block}_{metric}_mean"], cells[f"{block}_{metric}_std"])
             ]
     if cells["best_val_error_mean"].notna().any():
-        out[f"best {VALIDATION['val_error'].label}"] = [
-            _mean_std(m, s, DECIMALS["error"])
-            for m, s in zip(cells["best_val_error_mean"], cells["best_val_error_std"])
+        chosen = val_metrics()["val_error"]
+        out[f"best {chosen.label}"] = [
+            _mean_std(m, s, chosen.decimals) for m, s in zip(cells["best_val_error_mean"], cells["best_val_error_std"])
         ]
     for metric, ours in PAPER_TO_OURS.items():
         if f"paper_{metric}" not in cells:
             continue
-        name = LABELS[ours.split("_")[1]]
-        decimals = DECIMALS[ours.split("_")[1]]
+        name = tested[ours.split("_")[1]].label
+        decimals = tested[ours.split("_")[1]].decimals
         out[f"paper {name}"] = [
             _mean_std(v, s, decimals) for v, s in zip(cells[f"paper_{metric}"], cells[f"paper_{metric}_std"])
         ]
@@ -217,12 +219,21 @@ def write_tables(runs: pd.DataFrame, out: Path) -> list[Path]:
     return written
 
 
+def _number(value) -> float:
+    """A table cell as a number: NaN for a run with none (unfinished, or written before the metric existed)."""
+    return math.nan if value is None or pd.isna(value) else float(value)
+
+
 def brief(runs: pd.DataFrame) -> str:
     """One line per run: what it trained, how it ended, and its folder (a sweep's names say what it swept)
     (``mmx tables --brief``)."""
+    shown = [score for score in scores() if score.shown]  # the registry's, and the test error of the best epoch
+    widths = {score.name: max(len(f"test {score.label}"), 8) for score in shown}
+    error = test_metrics()["error"]
     header = (
-        f"{'dataset':<9} {'model':<15} {'mixup':<9} {'alpha':>5} {'seed':>4} {'epochs':>9}  {'test error %':>12} "
-        f"{'test NLL':>8} {'ECE':>6}  {'best error %':>12} {'@epoch':>6} {'chosen on':<10}  {'ended':<11} run"
+        f"{'dataset':<9} {'model':<15} {'mixup':<9} {'alpha':>5} {'seed':>4} {'epochs':>9}  "
+        + " ".join(f"{'test ' + score.label:>{widths[score.name]}}" for score in shown)
+        + f"  {'best ' + error.label:>12} {'@epoch':>6} {'chosen on':<10}  {'ended':<11} run"
     )
     lines = [header, "-" * len(header)]
     order = runs.assign(_regime=runs["regime"].map(lambda r: REGIME_ORDER.get(r, 9)))
@@ -230,10 +241,10 @@ def brief(runs: pd.DataFrame) -> str:
         alpha = "-" if pd.isna(r["alpha"]) else f"{r['alpha']:g}"
         done = f"{r['epochs_done']}/{r['epochs']}"
         best_epoch = "" if pd.isna(r.get("best_epoch")) else int(r["best_epoch"])
+        finals = " ".join(f"{_number(r.get(f'final_{s.name}')):>{widths[s.name]}.{s.read_decimals}f}" for s in shown)
         lines.append(
-            f"{r['dataset']:<9} {r['model']:<15} {r['regime']:<9} {alpha:>5} {r['seed']:>4} {done:>9}  "
-            f"{r.get('final_error', math.nan):>12.2f} {r.get('final_nll', math.nan):>8.4f} "
-            f"{r.get('final_ece', math.nan):>6.3f}  {r.get('best_error', math.nan):>12.2f} {best_epoch:>6} "
+            f"{r['dataset']:<9} {r['model']:<15} {r['regime']:<9} {alpha:>5} {r['seed']:>4} {done:>9}  {finals}  "
+            f"{_number(r.get('best_error')):>12.{error.decimals}f} {best_epoch:>6} "
             f"{r['best_chosen_on']:<10}  {r['ended']:<11} {Path(r['run_dir']).name}"
         )
     lines += ["", "best: the test error of the epoch of lowest error on the split 'chosen on' names"]

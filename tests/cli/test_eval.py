@@ -10,7 +10,7 @@ import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
 from mmx.evaluation import attacks, calibration, deformations, ood
-from mmx.metrics import expected_calibration_error
+from mmx.metrics import brier, expected_calibration_error
 
 from helpers import assert_one_sentence_error, mmx_in_process, run_mmx
 
@@ -156,7 +156,7 @@ def test_brier_and_reliability_bins_by_hand():
     probs = torch.tensor([[0.9, 0.1], [0.65, 0.35], [0.3, 0.7], [0.55, 0.45]])
     labels = torch.tensor([0, 1, 1, 0])
     expected = ((0.1**2 + 0.1**2) + (0.65**2 + 0.65**2) + (0.3**2 + 0.3**2) + (0.45**2 + 0.45**2)) / 4
-    assert calibration.brier_score(probs, labels) == pytest.approx(expected)
+    assert float(brier(probs.log(), labels)) == pytest.approx(expected)  # the softmax of log-probabilities
     bins = calibration.reliability_bins(probs, labels, bins=5)
     # confidences 0.9, 0.65, 0.7, 0.55: right, wrong, right, right; bins (0.4, 0.6], (0.6, 0.8], (0.8, 1]
     assert [b["count"] for b in bins] == [0, 0, 1, 2, 1]
