@@ -192,11 +192,13 @@ def run_train(arguments: list[str]) -> int:
 
     from mmx.parts import check_environment  # torch: only once a run is really asked for
 
+    # configs of one's own (a dataset, a mixing method) found through hydra.searchpath: the checks compose with them
+    search = [o.input_line for o in parsed if o.get_key_element() == "hydra.searchpath"]
     jobs = expand(task) if multirun else [[o.input_line for o in task]]
     for job in jobs:
         if resume:
             RunDir(resume).check_resumable()
-        check_environment(compose_train([o for o in job if not o.startswith("resume=")]))
+        check_environment(compose_train([*search, *(o for o in job if not o.startswith("resume="))]))
 
     if RANK:  # torchrun's other processes: a scratch folder, removed after; train() takes rank 0's directory
         scratch = tempfile.mkdtemp(prefix=f"mmx-rank{RANK}-")
@@ -226,7 +228,7 @@ def run_train(arguments: list[str]) -> int:
             )
             return 2
         return code
-    run = RunDir(resume) if resume else claim_run(explicit.get("hydra.run.dir"), jobs[0])
+    run = RunDir(resume) if resume else claim_run(explicit.get("hydra.run.dir"), [*search, *jobs[0]])
     with run.locked():
         return hand_to_hydra(arguments, [f"hydra.run.dir='{run.path}'"])
 
@@ -368,7 +370,7 @@ def train_command(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run = RunDir(hydra_cfg.runtime.output_dir)
     try:
-        cfg = finish(cfg, hydra_cfg.runtime.choices.get("experiment"))
+        cfg = finish(cfg, dict(hydra_cfg.runtime.choices))
         job = submitit_job(hydra_cfg)
         resume = bool(cfg.resume) or (CONTINUING in os.environ and resumes_in_continued_sweep(run))
         if not resume and run.checkpoint_path("last").exists():  # never train afresh over a run's checkpoints

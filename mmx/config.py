@@ -46,15 +46,28 @@ def compose_train(overrides: list[str]) -> DictConfig:
             cfg = compose("train", overrides=overrides, return_hydra_config=True)
         except Exception as error:  # Hydra's own: unknown options and keys, wrong types
             raise composition_error(error, overrides) from None
-    experiment = cfg.hydra.runtime.choices.get("experiment")
+    choices = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]
-    return finish(cfg, experiment)
+    return finish(cfg, choices)
 
 
-def finish(cfg: DictConfig, experiment: str | None) -> DictConfig:
-    """The composed config with its experiment label (the chosen option), resolved and checked."""
-    cfg.experiment = experiment
+def compose_dataset(name: str, overrides: list[str] = ()) -> DictConfig:
+    """The ``dataset`` group's option ``name`` alone, resolved (what ``mmx eval`` loads as an OOD set); ``overrides``:
+    Hydra's (``hydra.searchpath=[...]`` for datasets outside mmx)."""
+    with initialize_config_module("mmx.configs", version_base="1.3"):
+        try:
+            cfg = compose("train", overrides=[*overrides, f"dataset={name}"])
+        except Exception as error:
+            raise composition_error(error, [f"dataset={name}"]) from None
+    return OmegaConf.create(OmegaConf.to_container(cfg.dataset, resolve=True))
+
+
+def finish(cfg: DictConfig, choices: dict) -> DictConfig:
+    """The composed config with its experiment label (the option chosen in ``choices``, Hydra's runtime choices),
+    resolved and checked."""
+    cfg.experiment = choices.get("experiment")
+    check_complete(cfg, choices)
     check_finite(cfg)  # before resolving: resolvers (milestones from lr_drops) fail on nan with no useful words
     try:
         OmegaConf.resolve(cfg)
@@ -62,6 +75,37 @@ def finish(cfg: DictConfig, experiment: str | None) -> DictConfig:
         raise UserError(f"the config cannot be resolved ({_first_line(error)}); check the values you set") from None
     check_config(cfg)
     return cfg
+
+
+def check_complete(cfg: DictConfig, choices: dict) -> None:
+    """Every setting has a value (Hydra's ``???`` is none). ``epochs`` and ``optim.lr`` come from the recipe: for
+    recipe=default, from a file of the dataset's own, which a dataset added without one lacks."""
+    missing = sorted(_missing(cfg))
+    if not missing:
+        return
+    dataset, recipe = choices.get("dataset"), choices.get("recipe")
+    recipe_file = f"{recipe}_{dataset}"
+    have = "has" if len(missing) == 1 else "have"
+    if set(missing) <= {"epochs", "optim.lr"} and recipe_file not in group_options("recipe/for_dataset"):
+        raise UserError(
+            f"{' and '.join(missing)} {have} no value: recipe={recipe} takes a dataset's length and learning rate from "
+            f"recipe/for_dataset/{recipe}_{dataset}.yaml, which dataset={dataset} does not have; add it (epochs, "
+            f"optim.lr and lr_drops, as configs/recipe/for_dataset/default_cifar10.yaml sets them), or set "
+            f"epochs=N optim.lr=X"
+        )
+    raise UserError(f"{', '.join(missing)} {have} no value; set {missing[0]}=VALUE")
+
+
+def _missing(node: DictConfig, prefix: str = "") -> list[str]:
+    """The dotted keys whose value is Hydra's ``???`` (interpolations are not followed: they may point at one)."""
+    found = []
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+            found += _missing(child, f"{prefix}{key}.")
+        elif child._is_missing():
+            found.append(f"{prefix}{key}")
+    return found
 
 
 def check_overrides(overrides: list[str]) -> None:

@@ -52,6 +52,7 @@ class DatasetSchema:
     std: List[float] = rule(factory=list, gt=0, why="pixels are divided by it")
     resize: Optional[int] = rule(None, min=1)  # image folders: test images' shorter side before the centre crop
     workers: Optional[int] = rule(None, min=0)  # image folders: DataLoader worker processes
+    ood: Optional[str] = None  # the dataset option `mmx eval` detects as out-of-distribution (null: noise)
 
 
 @dataclass

@@ -33,6 +33,7 @@ NOT_RESULTS = (
     "dataset.source.root",
     "dataset.download",
     "dataset.workers",
+    "dataset.ood",  # what mmx eval scores against, read after training
     "trainer.device",
     "trainer.progress",
     "trainer.precision",  # replaced by the precision the run trained in ("auto" means different things)

@@ -147,3 +147,26 @@ def write_image_folders(
                 image = Image.fromarray(pixels)
                 (image.convert("L") if i % 5 == 0 else image).save(root / split / wnid / f"{wnid}_{i}.JPEG")
     return wnids
+
+
+def write_mnist_family(root: Path, name: str = "FashionMNIST", train: int = 200, test: int = 60, seed: int = 0) -> dict:
+    """torchvision's MNIST-family layout, ``root/NAME/raw/`` with the four IDX files (big-endian: a magic number of
+    dtype and rank, the sizes, then the bytes); images drawn as class-dependent blobs, so a network can learn them."""
+    rng = np.random.default_rng(seed)
+    folder = root / name / "raw"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split, prefix, n in (("train", "train", train), ("test", "t10k", test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):  # a bright square whose place says the class
+            row, col = divmod(int(label), 5)
+            images[i, 4 + 10 * row : 12 + 10 * row, 2 + 5 * col : 6 + 5 * col] = 220
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(
+            np.array([0x0803, n, 28, 28], dtype=">i4").tobytes() + images.tobytes()
+        )
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            np.array([0x0801, n], dtype=">i4").tobytes() + labels.tobytes()
+        )
+        written[f"{split}_images"], written[f"{split}_labels"] = images, labels.tolist()
+    return written

@@ -1,4 +1,6 @@
-"""CIFAR-10/100 and SVHN through torchvision: its downloads, file layouts and MD5 checks."""
+"""torchvision's datasets: its downloads, file layouts and MD5 checks. CIFAR-10/100 and SVHN as the paper uses them,
+and any of its in-memory classification sets with a train and a test split (MNIST, FashionMNIST, KMNIST, ...) by
+its class name, so that such a dataset is one YAML (``load_torchvision``)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,31 @@ def load_svhn(root: str, download: bool = True) -> ImageSplits:
     )
 
 
+def load_torchvision(root: str, dataset: str, download: bool = True) -> ImageSplits:
+    """torchvision's dataset class ``dataset`` (``FashionMNIST``, say) from ``root/dataset``, fetched when absent and
+    allowed:
+    any of its classification sets built as ``cls(root, train=..., download=...)`` with uint8 ``data`` and
+    ``targets``, whether (N, H, W), (N, H, W, C) numpy arrays or tensors."""
+    cls = getattr(datasets, dataset, None)
+    if not isinstance(cls, type) or not issubclass(cls, datasets.VisionDataset):
+        raise UserError(
+            f"dataset.source.dataset={dataset} is not one of torchvision's datasets; use its class name, such as "
+            f"FashionMNIST or KMNIST"
+        )
+    how = f"let torchvision download {dataset} into {root} on a machine with internet access"
+    train = _open(lambda: cls(root, train=True, download=download), Path(root) / dataset, [], download, how)
+    test = _open(lambda: cls(root, train=False, download=False), Path(root) / dataset, [], False, how)
+    splits = [(_channels_first(part.data), torch.as_tensor(part.targets, dtype=torch.long)) for part in (train, test)]
+    classes = len(getattr(train, "classes", [])) or int(max(splits[0][1].max(), splits[1][1].max())) + 1
+    return ImageSplits(*splits[0], *splits[1], num_classes=classes)
+
+
+def _channels_first(data) -> torch.Tensor:
+    """torchvision's images, (N, H, W) or (N, H, W, C), as an (N, C, H, W) uint8 tensor."""
+    images = torch.as_tensor(np.asarray(data), dtype=torch.uint8)
+    return images[:, None].contiguous() if images.dim() == 3 else images.permute(0, 3, 1, 2).contiguous()
+
+
 def _open(make, folder: Path, files: list[str], download: bool, how: str):
     """Build a torchvision dataset, turning 'missing' or 'unreachable' into one actionable sentence (and leaving no
     folder it created)."""
@@ -65,9 +92,8 @@ def _open(make, folder: Path, files: list[str], download: bool, how: str):
         else:
             reason = "dataset.download=false"
             remedy = f"{how}, point MMX_DATA at a folder that holds them, or set dataset.download=true"
-        raise UserError(
-            f"dataset files not found or corrupted in {folder} (expected {', '.join(files)}) and {reason}; {remedy}"
-        ) from error
+        expected = f" (expected {', '.join(files)})" if files else ""
+        raise UserError(f"dataset files not found or corrupted in {folder}{expected} and {reason}; {remedy}") from error
 
 
 def _short(error: Exception) -> str:

@@ -17,7 +17,7 @@ from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
 from mmx.checks import check_finite
-from mmx.config import compose_train, quote_paths
+from mmx.config import compose_dataset, quote_paths
 from mmx.errors import UserError
 from mmx.evaluation import attacks, calibration, deformations, excess, ood, temperature, trained_run
 from mmx.metrics import classification_metrics, scores
@@ -25,7 +25,6 @@ from mmx.parts import load_data, show_progress
 from mmx.run_dir import RunDir
 
 log = logging.getLogger("mmx")
-OOD_DEFAULTS = {"cifar10": "svhn", "cifar100": "svhn", "svhn": "cifar10", "mnist5k": "digits"}
 
 
 def accuracy_under(run, pixels, labels, batch_size: int, change) -> float:
@@ -43,6 +42,15 @@ def logits_of(run, pixels, batch_size: int) -> torch.Tensor:
         return torch.cat([run.logits(x) for x in pixels.split(batch_size)])
 
 
+def paired_ood_set(dataset: DictConfig) -> str:
+    """``ood.set=auto``: the OOD set the dataset's YAML names (``ood``), or noise. A run trained before datasets named
+    one is paired as its dataset's YAML pairs it now."""
+    if "ood" not in dataset:
+        shipped = resources.files("mmx.configs").joinpath("dataset", f"{dataset.name}.yaml")
+        dataset = OmegaConf.load(shipped) if shipped.is_file() else {}
+    return dataset.get("ood") or "noise"
+
+
 def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) -> tuple[torch.Tensor, list | None]:
     """The OOD test images in [0, 1], shaped like the run's own test images, and the size they were resized from.
 
@@ -55,13 +63,13 @@ def ood_pixels(run, name: str, count: int | None, generator: torch.Generator) ->
         n = count or run.data.test_size
         return torch.rand((n, *shape), device=run.device, generator=generator), None
     try:
-        other = compose_train([f"dataset={name}"])
+        other = compose_dataset(name)
     except UserError as error:
         raise UserError(
             f"ood.set={name} is neither noise nor a dataset option ({error}); choose noise or one of "
             f"the dataset group's options"
         ) from None
-    data = load_data(other.dataset)
+    data = load_data(other)
     theirs = tuple(data.test_images.shape[1:])
     if theirs[0] != shape[0]:
         raise UserError(
@@ -247,7 +255,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
             }
             progress.update()
 
-    name = OOD_DEFAULTS.get(run.cfg.dataset.name, "noise") if cfg.ood.set == "auto" else cfg.ood.set
+    name = paired_ood_set(run.cfg.dataset) if cfg.ood.set == "auto" else cfg.ood.set
     pixels, resized_from = ood_pixels(run, name, cfg.ood.max_images, generator("ood"))
     outside = logits_of(run, pixels, size)
     result["ood"] = {
