@@ -2,10 +2,11 @@
 
 Both paths train the same network on the same device in one process. The reference path is the
 public code's way: fp32, eager, a torchvision DataLoader with PIL transforms (RandomCrop(32,
-padding=4), RandomHorizontalFlip, ToTensor, Normalize) and 2 workers, lam drawn on the host, BCE
-of the softmax. The other paths are mmx's own training step (``mmx.trainer.Trainer.train_epoch``): uint8
-data on the device, augmentation in batch, bf16 autocast and channels_last on GPUs; eager
-(``fast``), ``compiled`` (``trainer.compile``), ``graphs`` (``trainer.cuda_graphs``) or both. Each
+padding=4), RandomHorizontalFlip, ToTensor, Normalize) and 2 workers, BCE of the softmax, the
+mixing method's own draw and loss run eagerly. The other paths are mmx's own training step
+(``mmx.trainer.Trainer.train_epoch``): uint8 data on the device, augmentation in batch, bf16 autocast and
+channels_last on GPUs; eager (``fast``), ``compiled`` (``trainer.compile``), ``graphs`` (``trainer.cuda_graphs``)
+or both. Each
 timing is the median of repeats after a warm-up (long enough for every mixing point's graph to be
 captured), with the device synchronised.
 """
@@ -15,14 +16,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import random
 import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -32,7 +30,6 @@ from mmx.files import check_writable
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
 from mmx.layout import in_layout
 from mmx.losses import softmax_bce
-from mmx.mixing import mix
 from mmx.parts import device_name, resolve_device
 from mmx.step import compiled_graphs
 from mmx.trainer import Trainer
@@ -80,23 +77,24 @@ class PilImages(Dataset):
 
 
 def reference_steps(trainer: Trainer, cfg, loader_iter, steps: int) -> float:
-    """The public code's step, ``steps`` times; returns seconds (device synchronised)."""
-    network, optimizer, device = trainer.network, trainer.optimizer, trainer.device
-    points = list(cfg.mixup.points) if cfg.mixup.name != "none" else []
+    """The public code's step, ``steps`` times, mixing as the run's method does; returns seconds (device
+    synchronised)."""
+    network, optimizer, device, method = trainer.network, trainer.optimizer, trainer.device, trainer.mixer
     network.train()
     start = time.perf_counter()
     for _ in range(steps):
         images, labels = next(loader_iter)
         images, labels = in_layout(images.to(device), channels_last=False), labels.to(device)
-        targets = F.one_hot(labels, trainer.data.num_classes).float()
-        hook = None
-        if points:
-            point = random.choice(points)
-            lam = torch.tensor(float(np.random.beta(cfg.mixup.alpha, cfg.mixup.alpha)), device=device)
-            perm = torch.randperm(len(images), device=device)
-            targets = mix(targets, lam, perm)
-            hook = lambda k, h, point=point, lam=lam, perm=perm: mix(h, lam, perm) if k == point else h  # noqa: E731
-        loss = softmax_bce(network(images, at_point=hook), targets)
+        draw = method.draw(len(images))
+        loss, _ = method.forward_loss(
+            lambda x, hook: network(x, at_point=hook),
+            images,
+            labels,
+            draw.program,
+            draw.tensors,
+            softmax_bce,
+            trainer.data.num_classes,
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

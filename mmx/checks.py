@@ -22,9 +22,11 @@ def check_config(cfg: DictConfig) -> None:
         for spec in fields(OmegaConf.get_type(node)):
             if spec.name in node and spec.metadata:
                 _check_rule(f"{path}{spec.name}", node[spec.name], spec.metadata)
-    from mmx.mixing import Mixer  # here and below: torch, imported once a run is checked, not by `mmx --help`
+    from mmx.mixing import coerce, method_class  # here and below: torch, imported once a run is checked, not at --help
 
-    Mixer.check(cfg.mixup.name, cfg.mixup.alpha, cfg.mixup.points, points_per_step=cfg.mixup.points_per_step)
+    method = method_class(cfg.mixup)
+    method.check(cfg.mixup)
+    coerce(cfg.mixup, method)
     classes = cfg.dataset.get("classes")
     if classes is not None and (
         len(classes) < 2 or len(set(classes)) < len(classes) or max(classes) >= cfg.dataset.num_classes

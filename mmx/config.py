@@ -159,11 +159,15 @@ def _unknown_key(key: str) -> UserError:
 
 
 def _all_keys(group: str) -> list[str]:
+    """The keys a group's options have: from its schemas, or (a group without one, such as mixup) its YAML files."""
     keys = []
     for name, schema in SCHEMAS.items():
         if name.split("/")[0] == group:
             keys += [f"{group}.{f.name}" for f in fields(schema) if not f.name.startswith("_")]
-    return keys or [group]
+    for option in group_options(group) if not keys else []:
+        settings = OmegaConf.load(resources.files("mmx.configs").joinpath(group, f"{option}.yaml"))
+        keys += [f"{group}.{key}" for key in settings if not str(key).startswith("_") and key != "defaults"]
+    return sorted(set(keys)) or [group]
 
 
 def _type_words(cause) -> str:

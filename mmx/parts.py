@@ -20,7 +20,7 @@ from mmx.data import Splits
 from mmx.distributed import Ranks
 from mmx.errors import UserError
 from mmx.layout import check_cpu_kernels
-from mmx.mixing import Mixer
+from mmx.mixing import MixContext, MixingMethod, method_class
 from mmx.models import StagedNetwork
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -137,9 +137,10 @@ def create_model(model: DictConfig, num_classes: int, in_channels: int, image_si
     return instantiate(model, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
 
-def create_mixer(mixup: DictConfig, num_points: int, device: torch.device, seed: int) -> Mixer:
-    """The ``mixup`` group's mixer; it checks its settings against the model's mixing points."""
-    return instantiate(mixup, keep_name=True, num_points=num_points, device=device, seed=seed)
+def create_mixer(mixup: DictConfig, context: MixContext) -> MixingMethod:
+    """The ``mixup`` group's mixing method, its settings checked against the network's mixing points first."""
+    method_class(mixup).check(mixup, context.num_points)
+    return instantiate(mixup, keep_name=True, context=context)
 
 
 def create_loss(loss: DictConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -98,15 +98,6 @@ class RecurrentSchema:
 
 
 @dataclass
-class MixupSchema:
-    name: str = rule(MISSING, choices=("none", "input", "manifold"))
-    _target_: str = MISSING
-    alpha: float = 0.0  # > 0 when mixing: the mixer checks it (mmx.mixing.Mixer.check)
-    points: List[int] = field(default_factory=list)
-    points_per_step: int = rule(1, min=1, why="each step mixes at that many distinct points")
-
-
-@dataclass
 class LossSchema:
     name: str = rule(MISSING, choices=("soft_ce", "bce"))
     _target_: str = MISSING
@@ -173,7 +164,7 @@ class TrainSchema:
 
     dataset: Any = None
     model: Any = None
-    mixup: Any = None
+    mixup: Any = None  # a mixing method's settings, checked by its class (mmx.mixing), which has no schema here
     loss: Any = None
     optim: Any = None
     schedule: Any = None
@@ -194,7 +185,6 @@ SCHEMAS = {
     "model/wide_resnet": WideResNetSchema,
     "model/bottleneck_mlp": BottleneckMLPSchema,
     "model/recurrent": RecurrentSchema,
-    "mixup": MixupSchema,
     "loss": LossSchema,
     "optim/sgd": SGDSchema,
     "schedule/multistep": MultiStepSchema,

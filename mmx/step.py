@@ -1,24 +1,22 @@
 """One training step (forward, loss, backward, update), run eagerly, compiled, or replayed from CUDA graphs.
 
-The mixing points choose which code runs, so the compiled and captured forms keep one program per
-set of points a step can draw (one per point in the paper's manifold mixup): ``torch.compile``
-specialises one graph per program, and ``trainer.cuda_graphs`` captures the whole step once per
-program. Everything that changes from step to step (images, labels, lam,
-permutation, learning rate) is a device tensor, so a captured step replays with no host sync.
+A mixing method's draw chooses which code runs (its ``program``: in manifold mixup, the mixing points), so the
+compiled and captured forms keep one graph per program a step can draw: ``torch.compile`` specialises one graph per
+program, and ``trainer.cuda_graphs`` captures the whole step once per program. Everything that changes from step to
+step (images, labels, the draw's tensors such as lam and the permutation, the learning rate) is a device tensor, so a
+captured step replays with no host sync. The step passes a draw through without knowing its fields
+(:mod:`mmx.mixing.base`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, Hashable
 
 import torch
-import torch.nn.functional as F
 
 from mmx.errors import UserError
-from mmx.mixing import MixDraw
-
-Points = tuple[int, ...] | None  # a program: the mixing points of a step in forward order, or None (no mixing)
+from mmx.mixing import Draw, MixingMethod
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 EAGER_STEPS_BEFORE_CAPTURE = 3  # per program: cuDNN autotuning, lazy state and compilation happen here
@@ -122,8 +120,8 @@ class TrainStep:
     optimiser update of that program in one CUDA graph and replay it from then on. A replay is the
     same computation as an eager step *with the fused, tensor-lr SGD* (:func:`capturable_sgd`,
     which ``cuda_graphs`` requires); against the default foreach SGD it differs by float rounding.
-    ``programs`` is how many distinct sets of points the step will see (``None`` included), to size
-    the compiler's cache.
+    ``method`` is the run's mixing method: its programs size the compiler's cache, and its
+    :meth:`~mmx.mixing.MixingMethod.forward_loss` is what each program's step computes.
     """
 
     def __init__(
@@ -140,75 +138,65 @@ class TrainStep:
         compile_mode: str = "default",
         compile_backend: str = "inductor",
         cuda_graphs: bool = False,
-        programs: int = 1,
+        method: MixingMethod,
     ):
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.method = method
         self.loss_fn, self.num_classes = loss_fn, num_classes
         self.device, self.precision = device, precision
         self.compile = dict(mode=compile_mode, backend=compile_backend, dynamic=False) if compile else None
         if cuda_graphs:
             check_graph_settings(model, optimizer, device, precision, compile_mode if compile else None)
         if compile:
-            reset_compiler(programs)
+            reset_compiler(len(method.programs))
         self.cuda_graphs = cuda_graphs
-        self.forwards: dict[Points, Callable] = {}
-        self.graphs: dict[Points, _CapturedStep] = {}
-        self.eager_steps: dict[Points, int] = {}
+        self.forwards: dict[Hashable, Callable] = {}
+        self.graphs: dict[Hashable, _CapturedStep] = {}
+        self.eager_steps: dict[Hashable, int] = {}
         # Warm-up and capture run on a side stream of the training device (not of the current device).
         self.side_stream = torch.cuda.Stream(device) if cuda_graphs else None
         # One memory pool for every point's graph: only the outputs outlive a replay (parameters,
         # optimiser state and the static inputs live outside the pool), so graphs replayed in any
         # order can share the temporaries of forward and backward instead of reserving them per point.
         self.pool = torch.cuda.graph_pool_handle() if cuda_graphs else None
-        self.unmixed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # batch size -> placeholder (lams, perms)
 
-    def forward_for(self, points: Points) -> Callable:
-        """The forward+loss of one set of mixing points (``None``: no mixing), compiled once if asked."""
-        if points not in self.forwards:
+    def forward_for(self, program: Hashable, keys: tuple[str, ...]) -> Callable:
+        """The forward+loss of one program, compiled once if asked: ``(images, labels, *tensors)``, the draw's tensors
+        in the order of ``keys`` (a program always draws the same ones)."""
+        if program not in self.forwards:
 
-            def forward_loss(images, labels, lams, perms):
-                draw = MixDraw(points, lams, perms) if points is not None else None
-                targets = (
-                    draw.targets(labels, self.num_classes) if draw else F.one_hot(labels, self.num_classes).float()
-                )
-                hook = draw.at_point if draw else None
+            def forward(images, hook):
                 with autocast(self.device, self.precision):
-                    logits = self.model(images, at_point=hook)
-                loss = self.loss_fn(logits.float(), targets)
-                correct = (logits.argmax(dim=1) == labels).sum()
-                return loss, correct
+                    return self.model(images, at_point=hook)
 
-            self.forwards[points] = torch.compile(forward_loss, **self.compile) if self.compile else forward_loss
-        return self.forwards[points]
+            def forward_loss(images, labels, *values):
+                tensors = dict(zip(keys, values))
+                loss, logits = self.method.forward_loss(
+                    forward, images, labels, program, tensors, self.loss_fn, self.num_classes
+                )
+                return loss, (logits.argmax(dim=1) == labels).sum()
+
+            self.forwards[program] = torch.compile(forward_loss, **self.compile) if self.compile else forward_loss
+        return self.forwards[program]
 
     def captured(self, programs) -> bool:
         """Whether every one of ``programs`` replays from a graph (always true without CUDA graphs)."""
         return not self.cuda_graphs or all(p in self.graphs for p in programs)
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor, draw: MixDraw | None):
-        points = draw.points if draw else None
-        lams, perms = (draw.lams, draw.perms) if draw else self._unmixed(len(images))
-        if points in self.graphs:
-            return self.graphs[points].replay(images, labels, lams, perms)
-        if self.cuda_graphs and self.eager_steps.get(points, 0) >= EAGER_STEPS_BEFORE_CAPTURE:
-            self.graphs[points] = _CapturedStep(self, points, images, labels, lams, perms)
-            return self.graphs[points].replay(images, labels, lams, perms)
-        self.eager_steps[points] = self.eager_steps.get(points, 0) + 1
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, draw: Draw):
+        program, keys = draw.program, tuple(sorted(draw.tensors))
+        inputs = (images, labels, *(draw.tensors[key] for key in keys))
+        if program in self.graphs:
+            return self.graphs[program].replay(*inputs)
+        if self.cuda_graphs and self.eager_steps.get(program, 0) >= EAGER_STEPS_BEFORE_CAPTURE:
+            self.graphs[program] = _CapturedStep(self, program, keys, inputs)
+            return self.graphs[program].replay(*inputs)
+        self.eager_steps[program] = self.eager_steps.get(program, 0) + 1
         with _on_stream(self.side_stream) if self.cuda_graphs else contextlib.nullcontext():
-            return self.eager(points, images, labels, lams, perms)
+            return self.eager(program, keys, inputs)
 
-    def _unmixed(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unused lams and permutations for steps without mixing, made once per batch size (every step
-        takes the same arguments, so a graph has the same inputs to copy)."""
-        if batch_size not in self.unmixed:
-            self.unmixed[batch_size] = (
-                torch.ones(1, device=self.device),
-                torch.arange(batch_size, device=self.device)[None],
-            )
-        return self.unmixed[batch_size]
-
-    def eager(self, points, images, labels, lams, perms):
-        loss, correct = self.forward_for(points)(images, labels, lams, perms)
+    def eager(self, program: Hashable, keys: tuple[str, ...], inputs: tuple[torch.Tensor, ...]):
+        loss, correct = self.forward_for(program, keys)(*inputs)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -217,20 +205,20 @@ class TrainStep:
 
 
 class _CapturedStep:
-    """One set of mixing points' whole step in a CUDA graph, fed through static input buffers.
+    """One program's whole step in a CUDA graph, fed through static input buffers.
 
     Gradients are allocated inside the shared graph pool and written, not accumulated, on every
     replay. After a replay, ``p.grad`` holds the tensors of the *last captured* graph, not
     necessarily of the graph just replayed: read gradients only in eager steps.
     """
 
-    def __init__(self, step: TrainStep, points, images, labels, lams, perms):
-        self.inputs = [t.clone() for t in (images, labels, lams, perms)]
+    def __init__(self, step: TrainStep, program: Hashable, keys: tuple[str, ...], inputs: tuple[torch.Tensor, ...]):
+        self.inputs = [t.clone() for t in inputs]
         self.graph = torch.cuda.CUDAGraph()
         step.optimizer.zero_grad(set_to_none=True)
         # thread_local: other threads (a DataLoader's pin-memory thread) may use CUDA during the capture.
         with torch.cuda.graph(self.graph, pool=step.pool, stream=step.side_stream, capture_error_mode="thread_local"):
-            loss, correct = step.forward_for(points)(*self.inputs)
+            loss, correct = step.forward_for(program, keys)(*self.inputs)
             loss.backward()
             step.optimizer.step()
         self.outputs = (loss.detach(), correct)

@@ -23,6 +23,7 @@ from mmx.distributed import Ranks, gather_rows, shard_bounds, sum_across, sync_b
 from mmx.errors import UserError
 from mmx.layout import check_cpu_kernels, memory_format
 from mmx.metrics import classification_metrics
+from mmx.mixing import MixContext
 from mmx.parts import (
     configure_backends,
     create_loss,
@@ -112,7 +113,15 @@ class Trainer:
         )
         # Each process mixes within its own slice of the batch, with draws of its own.
         self.mixer = create_mixer(
-            cfg.mixup, self.network.num_points, self.device, seed=cfg.seed * 1000 + 2 + 7919 * ranks.rank
+            cfg.mixup,
+            MixContext(
+                num_points=self.network.num_points,
+                num_classes=data.num_classes,
+                channels=data.channels,
+                image_size=data.image_size,
+                device=self.device,
+                seed=cfg.seed * 1000 + 2 + 7919 * ranks.rank,
+            ),
         )
         if state is not None:
             self.load_state_dict(state)
@@ -136,7 +145,7 @@ class Trainer:
             compile_mode=trainer.compile_mode,
             compile_backend=trainer.compile_backend,
             cuda_graphs=trainer.cuda_graphs,
-            programs=len(self.mixer.programs),
+            method=self.mixer,
         )
 
     @property

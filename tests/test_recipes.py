@@ -163,9 +163,13 @@ def test_public_code_caps_svhn_classes_and_keeps_the_smaller_ones_whole(public_c
 
 def test_training_accuracy_counts_the_original_labels():
     """A mixed batch whose larger share is the partner's: the prediction follows the partner, so it is wrong."""
+    from omegaconf import OmegaConf
+
     from mmx.losses import soft_cross_entropy
-    from mmx.mixing import MixDraw
+    from mmx.mixing import Draw, MixContext
+    from mmx.mixing.base import shipped_settings
     from mmx.models import StagedNetwork
+    from mmx.parts import create_mixer
     from mmx.step import TrainStep
 
     network = StagedNetwork([torch.nn.Linear(4, 4)])
@@ -173,19 +177,25 @@ def test_training_accuracy_counts_the_original_labels():
         network.stages[0].weight.copy_(torch.eye(4) * 10)
         network.stages[0].bias.zero_()
     labels = torch.tensor([0, 1, 2, 3])
-    step = TrainStep(
-        network,
-        torch.optim.SGD(network.parameters(), lr=0.0),
-        torch.amp.GradScaler("cpu", enabled=False),
-        soft_cross_entropy,
-        4,
-        torch.device("cpu"),
-        "fp32",
-    )
-    draw = MixDraw.one(0, torch.tensor(0.3), torch.tensor([1, 2, 3, 0]))  # 30% own image, 70% the next one's
-    _, correct = step(torch.eye(4), labels, draw)
+
+    def step(name: str):
+        settings = OmegaConf.merge(shipped_settings(name), {"points": [0]})
+        method = create_mixer(settings, MixContext(1, 4, 4, 1, torch.device("cpu"), seed=0))
+        return TrainStep(
+            network,
+            torch.optim.SGD(network.parameters(), lr=0.0),
+            torch.amp.GradScaler("cpu", enabled=False),
+            soft_cross_entropy,
+            4,
+            torch.device("cpu"),
+            "fp32",
+            method=method,
+        )
+
+    lams, perms = torch.tensor([0.3]), torch.tensor([[1, 2, 3, 0]])  # 30% own image, 70% the next one's
+    _, correct = step("manifold")(torch.eye(4), labels, Draw((0,), {"lams": lams, "perms": perms}))
     assert int(correct) == 0  # against the mixed target's arg-max it would count all 4
-    _, correct = step(torch.eye(4), labels, None)
+    _, correct = step("none")(torch.eye(4), labels, Draw(None, {}))
     assert int(correct) == 4
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmx.api import create_model
-from mmx.mixing import MixDraw
+from mmx.mixing.manifold import MixDraw
 from mmx.models import RecurrentNetwork
 from mmx.models.recurrent import ImageSequence
 

@@ -5,7 +5,7 @@ bottleneck in the middle (:class:`mmx.models.BottleneckMLP`), trained three ways
 mixup (alpha 1) and manifold mixup at the bottleneck only. Per regime the figure shows the
 decision boundary in input space (top) and the bottleneck representations (bottom) of the
 training points and of inputs drawn uniformly over the plotted square (grey). Mixing comes from
-the same :class:`mmx.mixing.Mixer` and :class:`mmx.step.TrainStep` as ``mmx train``.
+the same mixing methods (:mod:`mmx.mixing`) and :class:`mmx.step.TrainStep` as ``mmx train``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from mmx.checks import positive_number
 from mmx.files import check_writable
 from mmx.losses import soft_cross_entropy
-from mmx.mixing import Mixer
+from mmx.mixing import MixContext, Mixer
 from mmx.models import BottleneckMLP
 from mmx.step import TrainStep
 
@@ -44,11 +44,18 @@ def train(regime: str, points, labels, *, alpha: float, steps: int, batch_size: 
     torch.manual_seed(seed)
     model = BottleneckMLP(num_classes=2, in_features=2, width=width, bottleneck=2, before=4, after=3)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    mixer = Mixer(
-        regime, alpha, REGIMES[regime], num_points=model.num_points, device=torch.device("cpu"), seed=seed + 1
-    )
+    # points in the plane: two features, as channels of a 1x1 "image"
+    context = MixContext(model.num_points, 2, channels=2, image_size=1, device=torch.device("cpu"), seed=seed + 1)
+    mixer = Mixer(regime, alpha=alpha, points=REGIMES[regime], context=context)
     step = TrainStep(
-        model, optimizer, torch.amp.GradScaler("cpu", enabled=False), soft_cross_entropy, 2, torch.device("cpu"), "fp32"
+        model,
+        optimizer,
+        torch.amp.GradScaler("cpu", enabled=False),
+        soft_cross_entropy,
+        2,
+        torch.device("cpu"),
+        "fp32",
+        method=mixer,
     )
     order = torch.Generator().manual_seed(seed + 2)
     for _ in range(steps):

@@ -17,7 +17,12 @@ from omegaconf import DictConfig
 
 from mmx.settings import ADDED_SETTINGS, changes_results, flatten
 
-REGIME_ORDER = {"none": 0, "input": 1, "manifold": 2}
+
+def regime_order(name) -> tuple:
+    """Where a mixing method's rows go: no mixing (the baseline) first, then the methods by name."""
+    return (0, "") if name == "none" else (1, str(name))
+
+
 # Dotted keys shown under a short name.
 SHORT = {
     "dataset.name": "dataset",
@@ -104,7 +109,7 @@ def _order(cell: Cell):
         return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
 
     rest = tuple((k, value(s[k])) for k in sorted(s))
-    return (str(s.get("dataset.name")), str(s.get("model.name")), REGIME_ORDER.get(s.get("mixup.name"), 9), rest)
+    return (str(s.get("dataset.name")), str(s.get("model.name")), regime_order(s.get("mixup.name")), rest)
 
 
 def known_values(all_cells: list[Cell], key: str) -> set[str]:

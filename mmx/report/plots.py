@@ -35,9 +35,10 @@ def label(cell: Cell, keys: list[str], swept: str | None = None) -> str:
     if s.get("mixup.name") == "none":
         text = "no mixup"
     else:
-        text = f"{s.get('mixup.name')} α={s.get('mixup.alpha'):g}" if swept != "mixup.alpha" else s.get("mixup.name")
-        if s.get("mixup.name") == "manifold" and swept != "mixup.points":
-            text += f" {{{s.get('mixup.points')}}}"
+        name, alpha, points = s.get("mixup.name"), s.get("mixup.alpha"), s.get("mixup.points")
+        text = f"{name} α={alpha:g}" if swept != "mixup.alpha" and alpha is not None else name
+        if points not in (None, "", "0") and swept != "mixup.points":  # where it mixes, when past the input
+            text += f" {{{points}}}"
     shown = ("mixup.name", "mixup.alpha", "mixup.points", swept)
     others = [f"{column_name(k)}={s.get(k)}" for k in keys if k not in shown and s.get(k) is not None]
     return ", ".join([text, *others])

@@ -84,7 +84,7 @@ def config_row(cfg: DictConfig, run_dir: Path) -> dict:
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
         "regime": cfg.mixup.name,
-        "alpha": float(cfg.mixup.alpha) if mixing else None,
+        "alpha": float(cfg.mixup.alpha) if mixing and cfg.mixup.get("alpha") is not None else None,
         "points": ",".join(map(str, points(cfg.mixup))) if mixing else "",
         "epochs": int(cfg.epochs),
         "loss": loss,

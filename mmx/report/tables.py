@@ -17,7 +17,7 @@ import pandas as pd
 
 from mmx.files import write_text
 from mmx.metrics import scores, test_metrics, val_metrics
-from mmx.report.cells import IDENTITY, REGIME_ORDER, cells, column_name, identity, show, varying
+from mmx.report.cells import IDENTITY, cells, column_name, identity, regime_order, show, varying
 
 log = logging.getLogger("mmx")
 
@@ -236,7 +236,7 @@ def brief(runs: pd.DataFrame) -> str:
         + f"  {'best ' + error.label:>12} {'@epoch':>6} {'chosen on':<10}  {'ended':<11} run"
     )
     lines = [header, "-" * len(header)]
-    order = runs.assign(_regime=runs["regime"].map(lambda r: REGIME_ORDER.get(r, 9)))
+    order = runs.assign(_regime=runs["regime"].map(regime_order))
     for _, r in order.sort_values(["dataset", "model", "_regime", "alpha", "seed"], na_position="first").iterrows():
         alpha = "-" if pd.isna(r["alpha"]) else f"{r['alpha']:g}"
         done = f"{r['epochs_done']}/{r['epochs']}"

@@ -18,7 +18,7 @@ MISTAKES = [
     ("mixup.points_per_step=0", ["mixup.points_per_step=0 is not allowed: it must be at least 1"]),
     ("mixup.points_per_step=4", ["mixup.points_per_step=4 must be between 1 and the 3 point(s)"]),
     ("mixup=input mixup.alpha=-1", ["mixup.alpha must be > 0", "mixup=input"]),
-    ("mixup.points='[1,1]'", ["mixup.points='[1,1]' is not allowed", "a list"]),
+    ("mixup.points='[1,1]'", ["mixup.points=[1,1] is not allowed", "a list"]),  # a string, not a list
     ("mixup.points=[1,1]", ["mixup.points=[1, 1] repeats a point"]),
     ("mixup.points=[0,4]", ["mixup.points=[0, 4]", "0..3"]),
     ("mixup.points=[]", ["mixup.points=[]"]),
