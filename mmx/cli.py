@@ -319,7 +319,9 @@ def holds_runs(path: Path) -> bool:
 
 def hand_to_hydra(arguments: list[str], extra: list[str]) -> int:
     given = [a for a in arguments if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
-    sys.argv = ["mmx train", *quote_paths(given, ("resume",)), *extra]
+    flags = [a for a in given if a in ("-m", "--multirun")]  # before the overrides, where Hydra's parser wants them
+    overrides = [a for a in given if a not in flags]
+    sys.argv = ["mmx train", *flags, *quote_paths(overrides, ("resume",)), *extra]
     try:
         train_command()
     except SystemExit as stop:

@@ -311,8 +311,8 @@ class Record:
             "dataset": cfg.dataset.name,
             "model": cfg.model.name,
             "mixup": cfg.mixup.name,
-            "alpha": cfg.mixup.alpha if mixing else None,
-            "points": list(cfg.mixup.points) if mixing else [],
+            "alpha": cfg.mixup.get("alpha") if mixing else None,  # a method's own settings may have neither
+            "points": list(cfg.mixup.get("points") or []) if mixing else [],
             "loss": cfg.loss.name,
             "seed": cfg.seed,
             "epochs": cfg.epochs,

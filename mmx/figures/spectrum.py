@@ -68,7 +68,12 @@ def summarise(spectra: list[list[float]]) -> dict:
 
 def label(run) -> str:
     cfg = run.cfg
-    alpha = f" α={cfg.mixup.alpha:g} points {list(cfg.mixup.points)}" if cfg.mixup.name != "none" else ""
+    settings = cfg.mixup
+    alpha = (
+        f" α={settings.alpha:g} points {list(settings.points)}"
+        if settings.name != "none" and "alpha" in settings and "points" in settings
+        else ""
+    )
     return f"{cfg.mixup.name}{alpha} (seed {cfg.seed})"
 
 

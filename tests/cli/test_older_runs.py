@@ -62,3 +62,22 @@ def test_a_run_from_before_a_metric_resumes_and_tabulates_with_its_cells_empty(t
     with open(tmp_path / "out" / "runs.csv", newline="") as handle:
         (cell,) = list(csv.DictReader(handle))
     assert cell["seeds"] == "1" and float(cell["final_top5_mean"]) > 0
+
+
+def test_a_run_whose_config_names_the_mixer_of_older_mmx_resumes_to_the_same_numbers(tmp_path):
+    """Runs written before mixing methods had classes of their own name ``_target_: mmx.mixing.Mixer`` (the
+    committed results/ runs do): such a run resumes, mixing as it did, to the numbers of a run never stopped."""
+    from helpers import assert_same_run
+
+    assert run_mmx([*ARGS, "hydra.run.dir=full"], tmp_path).returncode == 0
+    run = tmp_path / "older"
+    summary = run / "summary.json"
+    kill_when([*ARGS, f"hydra.run.dir={run}"], tmp_path, lambda: summary.exists())
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("mmx.mixing.manifold.ManifoldMixup", "mmx.mixing.Mixer"))
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["config"]["mixup"]["_target_"] = "mmx.mixing.Mixer"
+    torch.save(state, run / "checkpoints" / "last.pt")
+    resumed = run_mmx(["train", f"resume={run}"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(run, tmp_path / "full")
