@@ -331,7 +331,9 @@ class Record:
             "world_size": trainer.ranks.world_size,
             "compile": cfg.trainer.compile,
             "cuda_graphs": cfg.trainer.cuda_graphs,
-            "captured_programs": sorted(list(p) for p in trainer.step.graphs if p is not None)
+            "captured_programs": sorted(  # a method's programs as JSON: manifold mixup's point tuples as lists
+                (list(p) if isinstance(p, tuple) else p for p in trainer.step.graphs if p is not None), key=str
+            )
             if cfg.trainer.cuda_graphs
             else None,
             "model_args": model_args(cfg, trainer),

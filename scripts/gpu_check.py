@@ -385,7 +385,8 @@ def train(overrides: list[str], epochs: int) -> dict:
         "test_acc": accuracy,
         "params": params,
         "bn_batches": int(first_bn.num_batches_tracked),
-        "graphs": sorted(map(str, trainer.step.graphs)),
+        # the captured programs as "0", "1", "2" (manifold mixup's point tuples (0,), ... joined; the check below)
+        "graphs": sorted(",".join(map(str, p)) for p in trainer.step.graphs if p is not None),
         "programs": len(trainer.step.forwards),
         "trainer": trainer,
     }
