@@ -38,6 +38,12 @@ def group_options(group: str) -> list[str]:
     return list(walk(root)) if root.is_dir() else []
 
 
+def shipped_option(group: str, option: str) -> DictConfig | None:
+    """The YAML of a group's option as mmx ships it (configs/GROUP/OPTION.yaml), or None when mmx has no such option."""
+    path = resources.files("mmx.configs").joinpath(group, f"{option}.yaml")
+    return OmegaConf.load(path) if path.is_file() else None
+
+
 def compose_train(overrides: list[str]) -> DictConfig:
     """``mmx train``'s config for these overrides, checked; every mistake becomes one :class:`UserError`."""
     check_overrides(overrides)
@@ -165,7 +171,7 @@ def _all_keys(group: str) -> list[str]:
         if name.split("/")[0] == group:
             keys += [f"{group}.{f.name}" for f in fields(schema) if not f.name.startswith("_")]
     for option in group_options(group) if not keys else []:
-        settings = OmegaConf.load(resources.files("mmx.configs").joinpath(group, f"{option}.yaml"))
+        settings = shipped_option(group, option)
         keys += [f"{group}.{key}" for key in settings if not str(key).startswith("_") and key != "defaults"]
     return sorted(set(keys)) or [group]
 

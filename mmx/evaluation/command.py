@@ -17,7 +17,7 @@ from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
 from mmx.checks import check_finite
-from mmx.config import compose_dataset, quote_paths
+from mmx.config import compose_dataset, quote_paths, shipped_option
 from mmx.errors import UserError
 from mmx.evaluation import attacks, calibration, deformations, excess, ood, temperature, trained_run
 from mmx.metrics import classification_metrics, scores
@@ -46,8 +46,7 @@ def paired_ood_set(dataset: DictConfig) -> str:
     """``ood.set=auto``: the OOD set the dataset's YAML names (``ood``), or noise. A run trained before datasets named
     one is paired as its dataset's YAML pairs it now."""
     if "ood" not in dataset:
-        shipped = resources.files("mmx.configs").joinpath("dataset", f"{dataset.name}.yaml")
-        dataset = OmegaConf.load(shipped) if shipped.is_file() else {}
+        dataset = shipped_option("dataset", dataset.name) or {}
     return dataset.get("ood") or "noise"
 
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import dataclass
-from importlib import resources
 from typing import Callable, Hashable
 
 import torch
 import torch.nn.functional as F
 from hydra.utils import get_class
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
+from mmx.config import shipped_option
 from mmx.errors import UserError
 
 PointHook = Callable[[int, torch.Tensor], torch.Tensor]
@@ -97,11 +97,6 @@ class MixingMethod:
     def programs(self) -> list[Hashable]:
         """Every program a step can draw (the compiled and captured forms keep one graph each)."""
         return [None]
-
-    @property
-    def active(self) -> bool:
-        """Whether any step mixes."""
-        return self.programs != [None]
 
     def draw(self, batch_size: int) -> Draw:
         return Draw(None, {})
@@ -198,7 +193,7 @@ def method_class(settings: DictConfig) -> type[MixingMethod]:
 
 def shipped_settings(name: str) -> DictConfig:
     """The YAML of method ``name`` as mmx ships it (configs/mixup/NAME.yaml)."""
-    path = resources.files("mmx.configs").joinpath("mixup", f"{name}.yaml")
-    if not path.is_file():
+    settings = shipped_option("mixup", name)
+    if settings is None:
         raise UserError(f"mixup={name} is not a mixing method of this mmx; see `mmx --help` for the ones it has")
-    return OmegaConf.load(path)
+    return settings
