@@ -158,9 +158,14 @@ def _unknown_key(key: str) -> UserError:
             f"{key} is neither a config group nor a key of mmx train; {_nearest(key, known, '')}"
             f"`mmx train --help` lists them"
         )
+    keys = _all_keys(head)
+    if key in keys:  # e.g. model.width with model=gru: a key of other options of the group, not of the chosen one
+        return UserError(
+            f"{key} is not a key of the chosen {head} option, though other {head} options have it; "
+            f"`mmx train --cfg job` shows the keys of the options chosen"
+        )
     return UserError(
-        f"{key} is not a key of mmx train's config; {_nearest(key, _all_keys(head), '')}"
-        f"`mmx train --cfg job` shows every key"
+        f"{key} is not a key of mmx train's config; {_nearest(key, keys, '')}`mmx train --cfg job` shows every key"
     )
 
 
