@@ -138,9 +138,14 @@ def create_model(model: DictConfig, num_classes: int, in_channels: int, image_si
 
 
 def create_mixer(mixup: DictConfig, context: MixContext) -> MixingMethod:
-    """The ``mixup`` group's mixing method, its settings checked against the network's mixing points first."""
-    method_class(mixup).check(mixup, context.num_points)
-    return instantiate(mixup, keep_name=True, context=context)
+    """The ``mixup`` group's mixing method, its settings checked against the network's mixing points (and their
+    shapes, where the context has them) first."""
+    method = method_class(mixup)
+    method.check(mixup, context.num_points)
+    if context.point_shapes:
+        method.check_shapes(mixup, context.point_shapes)
+    # The context reaches the class as it is, not merged into the config (OmegaConf would copy it into a DictConfig).
+    return instantiate(mixup, keep_name=True, _partial_=True)(context=context)
 
 
 def create_loss(loss: DictConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -121,6 +121,7 @@ class Trainer:
                 image_size=data.image_size,
                 device=self.device,
                 seed=cfg.seed * 1000 + 2 + 7919 * ranks.rank,
+                point_shapes=self.network.point_shapes(data.channels, data.image_size),
             ),
         )
         if state is not None:

@@ -141,3 +141,19 @@ def assert_same_run(run: Path, reference: Path) -> None:
     weights = [torch.load(r / "checkpoints" / "last.pt", weights_only=True)["model"] for r in (run, reference)]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+# --- mixing at a network's points (tests/test_mixing.py, test_mixing_family.py) ---
+
+
+def capture(model, x, at_point=None):
+    """Forward pass recording the hidden state seen by each stage (after any mixing)."""
+    seen = {}
+
+    def hook(k, h):
+        h = at_point(k, h) if at_point else h
+        seen[k] = h.detach().clone()
+        return h
+
+    out = model(x, at_point=hook)
+    return out, seen

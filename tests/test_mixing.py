@@ -11,6 +11,8 @@ from mmx.mixing.manifold import MixDraw
 from mmx.models import PreActResNet, WideResNet
 from mmx.parts import create_mixer
 
+from helpers import capture
+
 
 def method(name: str, alpha: float, points: list, points_per_step: int = 1, *, seed: int = 0):
     """The ``mixup=NAME`` method as a run builds it (its YAML with these settings, checked, then instantiated)."""
@@ -22,19 +24,6 @@ def method(name: str, alpha: float, points: list, points_per_step: int = 1, *, s
 
 def mixing(draw) -> MixDraw:
     return MixDraw(draw.program, draw.tensors["lams"], draw.tensors["perms"])
-
-
-def capture(model, x, at_point=None):
-    """Forward pass recording the hidden state seen by each stage (after any mixing)."""
-    seen = {}
-
-    def hook(k, h):
-        h = at_point(k, h) if at_point else h
-        seen[k] = h.detach().clone()
-        return h
-
-    out = model(x, at_point=hook)
-    return out, seen
 
 
 @pytest.mark.parametrize("model", [PreActResNet(18, 10, width=4), WideResNet(10, 1, 10)])

@@ -1,6 +1,6 @@
-"""Mixing methods. Each is one module here and one YAML under ``configs/mixup/`` (``none``, ``input``, ``manifold``);
-:mod:`mmx.mixing.base` says what a method is. Nothing else in mmx lists them: config choices, ``--help``, the tables'
-order (``none`` first, then by name) and the tests read the ``mixup`` group."""
+"""Mixing methods. Each is one module here and one YAML under ``configs/mixup/`` (``none``, ``input``,
+``manifold``, ``cutmix``, ...); :mod:`mmx.mixing.base` says what a method is. Nothing else in mmx lists them: config
+choices, ``--help``, the tables' order (``none`` first, then by name) and the tests read the ``mixup`` group."""
 
 from __future__ import annotations
 

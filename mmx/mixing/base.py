@@ -42,7 +42,10 @@ def mix(x: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class MixContext:
     """What a method knows of its run: the network's mixing points (0 .. ``num_points`` - 1, 0 the input), the data's
-    classes and image shape, the device the draws live on, and the seed of its generators."""
+    classes and image shape, the device the draws live on, the seed of its generators, and the shape of one example's
+    state at each mixing point (``point_shapes[k]``, e.g. ``(C, H, W)``; empty where the run did not measure them),
+    which a method that draws tensors the size of a hidden state, or boxes on its feature maps, needs before the
+    first step."""
 
     num_points: int
     num_classes: int
@@ -50,6 +53,7 @@ class MixContext:
     image_size: int
     device: torch.device
     seed: int
+    point_shapes: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass
@@ -69,6 +73,8 @@ class MixingMethod:
     :attr:`programs`, :meth:`draw`, :meth:`hook`, :meth:`targets`, :meth:`forward_loss` (an extra loss, a second
     forward pass), :meth:`state_dict` (their generators).
     """
+
+    forward_passes = 1  # images through the network per training image (what a step costs, in mmx bench and reproduce)
 
     def __init__(self, name: str, *, context: MixContext):
         self.name, self.context = name, context
@@ -90,6 +96,11 @@ class MixingMethod:
                     f"mixup.{key} is not a setting of mixup={settings.name}; its settings are {', '.join(accepted)}"
                 )
             _check_type(f"mixup.{key}", settings[key], hints.get(key))
+
+    @classmethod
+    def check_shapes(cls, settings: DictConfig, point_shapes: tuple[tuple[int, ...], ...]) -> None:
+        """One sentence if this network's states at the mixing points (one example's shape at each) cannot be mixed
+        the way ``settings`` asks (a box needs feature maps); checked once the network is built."""
 
     # --- per batch, on the host and the device -----------------------------------------------------------
 

@@ -28,6 +28,25 @@ class StagedNetwork(nn.Module):
         """How many mixing points there are (valid indices are ``0 .. num_points - 1``)."""
         return len(self.stages)
 
+    @torch.no_grad()
+    def point_shapes(self, channels: int, image_size: int) -> tuple[tuple[int, ...], ...]:
+        """One example's state shape at each mixing point (``(C, H, W)`` for feature maps), from one forward pass of a
+        blank image in eval mode: nothing trains, no running statistic moves, no random number is drawn."""
+        shapes: dict[int, tuple[int, ...]] = {}
+
+        def record(k: int, h: torch.Tensor) -> torch.Tensor:
+            shapes[k] = tuple(h.shape[1:])
+            return h
+
+        training = self.training
+        parameter = next(self.parameters())
+        self.eval()
+        try:
+            self(torch.zeros(1, channels, image_size, image_size, device=parameter.device), at_point=record)
+        finally:
+            self.train(training)
+        return tuple(shapes[k] for k in range(self.num_points))
+
     def forward(self, x: torch.Tensor, at_point: PointHook | None = None) -> torch.Tensor:
         for k, stage in enumerate(self.stages):
             if at_point is not None:

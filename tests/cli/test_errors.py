@@ -23,6 +23,12 @@ MISTAKES = [
     ("mixup.points=[0,4]", ["mixup.points=[0, 4]", "0..3"]),
     ("mixup.points=[]", ["mixup.points=[]"]),
     ("mixup.alpah=1", ["mixup.alpah is not a key", "did you mean mixup.alpha"]),
+    ("mixup=cutmix mixup.probability=0", ["mixup.probability=0 is not allowed: it must be in (0, 1]"]),
+    ("mixup=manifold_cutmix mixup.probability=1.5", ["mixup.probability=1.5 is not allowed"]),
+    ("mixup=nfm mixup.mult_noise=-1", ["mixup.mult_noise=-1 is not allowed", "0 (none) or more"]),
+    ("mixup=nfm mixup.add_nois=0.1", ["mixup.add_nois is not a key", "did you mean mixup.add_noise"]),
+    ("mixup=regmixup mixup.eta=0", ["mixup.eta=0 is not allowed", "> 0"]),
+    ("mixup=cutmix mixup.eta=1", ["mixup.eta is not a key"]),
     ("epochs=abc", ["epochs=abc is not allowed: it must be an integer"]),
     ("epochs=2.5", ["epochs=2.5 is not allowed: it must be an integer"]),
     ("epochs=0", ["epochs=0 is not allowed: it must be at least 1"]),
@@ -74,7 +80,10 @@ MISTAKES = [
     ("scheduler=cosine", ["scheduler is neither a config group nor a key", "did you mean schedule"]),
     ("dataset=imagenet2", ["dataset=imagenet2 is not an option of the dataset group", "did you mean dataset=imagenet"]),
     ("model=resnet9", ["model=resnet9 is not an option of the model group", "preactresnet18"]),
-    ("mixup=cutmix", ["mixup=cutmix is not an option of the mixup group", "input, manifold, none"]),
+    (
+        "mixup=cutmixx",
+        ["mixup=cutmixx is not an option of the mixup group", "did you mean mixup=cutmix", "input, manifold"],
+    ),
     ("loss=mse", ["loss=mse is not an option of the loss group", "bce, soft_ce"]),
     ("experiment=nosuch", ["experiment=nosuch is not an experiment"]),
     (
@@ -92,6 +101,21 @@ def test_every_mistake_is_one_sentence_exit_2_and_leaves_no_directory(tmp_path, 
     assert_one_sentence_error(result, "mmx: error:", *fragments)
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("mmx: error: ")
     assert list(tmp_path.iterdir()) == []  # nothing claimed, or what was claimed removed again
+
+
+@pytest.mark.parametrize(
+    "arguments, fragments",
+    [
+        (["model=gru", "mixup=manifold_cutmix"], ["mixup=manifold_cutmix pastes boxes into feature maps", "point 1"]),
+        (["model=gru", "model.width=8"], ["model.width is not a key of the chosen model option", "other model"]),
+    ],
+)
+def test_mistakes_with_a_recurrent_model(tmp_path, arguments, fragments):
+    """A box needs feature maps (a GRU's states are sequences); a key of another model is named as such."""
+    result = mmx_in_process(["train", *arguments, "trainer.progress=false", "hydra.run.dir=run"], tmp_path)
+    assert result.returncode == 2
+    assert_one_sentence_error(result, "mmx: error:", *fragments)
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_mmx_command_exits_2_with_one_line(tmp_path):

@@ -85,6 +85,12 @@ CHECKPOINTED = {
     "preactresnet": ARGS,
     "gru_two_points": [*GRU, "trainer.deterministic=true", "batch_size=32", "epochs=4"],
     "eval_every_2_validation": [*ARGS, "trainer.eval_every=2", "dataset.val_size=0.1"],
+    # the mixing family: half the batches unmixed (a coin on the host), boxes on feature maps, noise the size of a
+    # hidden state, a second half of the batch
+    "cutmix_half_the_batches": [*ARGS, "mixup=cutmix", "mixup.probability=0.5"],
+    "manifold_cutmix": [*ARGS, "mixup=manifold_cutmix"],
+    "nfm": [*ARGS, "mixup=nfm"],
+    "regmixup": [*ARGS, "mixup=regmixup"],
 }
 
 
