@@ -10,6 +10,7 @@ from mmx.checks import positive_number
 from mmx.config import compose_train
 from mmx.errors import UserError
 from mmx.flops import TRAIN_STEP_FORWARDS, forward_flops
+from mmx.mixing import method_class
 
 # Training images per dataset, to estimate cost without loading the data.
 DEFAULT_TFLOPS = 30.0
@@ -41,7 +42,8 @@ def estimate(experiments: list[str], overrides: list[str], seeds: int, tflops: f
         if data.labels_per_class:  # an upper bound: classes smaller than the cap keep fewer
             images = min(images, data.labels_per_class * data.num_classes)
         flops = forward_flops(cfg.model, data.num_classes, (data.channels, data.image_size, data.image_size))
-        hours = cfg.epochs * images * TRAIN_STEP_FORWARDS * flops / (tflops * 1e12) / 3600
+        passes = method_class(cfg.mixup).forward_passes  # regmixup: each image twice through the network
+        hours = cfg.epochs * images * TRAIN_STEP_FORWARDS * passes * flops / (tflops * 1e12) / 3600
         total += hours * seeds
         lines.append(f"{experiment:<58} {cfg.epochs:>6} {flops / 1e9:>9.3f} {hours:>10.1f}")
     lines.append(

@@ -93,3 +93,50 @@ def test_bench_unknown_or_impossible_paths(tmp_path):
         run_mmx(["bench", "--paths", "graphs", "--steps", "1", "model.width=8"], tmp_path),
         "trainer.cuda_graphs=true needs a CUDA device",
     )
+
+
+FAMILY = ["cutmix", "manifold_cutmix", "nfm", "regmixup"]
+
+
+def test_bench_times_the_mixing_family_on_every_cpu_path_and_regmixup_against_input_mixup(tmp_path):
+    """Each method of the family on the reference path (the public code's step, mixing as the method does), mmx's
+    eager step and its compiled step (aot_eager: dynamo and AOTAutograd without inductor's C++), one graph per program;
+    regmixup's step does twice input mixup's work, and the table says what it costs beside input mixup."""
+    result = run_mmx(
+        [
+            "bench",
+            "--regimes",
+            ",".join(["input", *FAMILY]),
+            "--batch-sizes",
+            "8",
+            "--paths",
+            "reference,fast,compiled",
+            "--steps",
+            "2",
+            "--warmup",
+            "4",
+            "--repeats",
+            "1",
+            "--image-size",
+            "16",
+            "model.width=8",
+            "trainer.compile_backend=aot_eager",
+        ],
+        tmp_path,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    results = {(r["regime"], r["path"]): r for r in json.loads((tmp_path / "bench.json").read_text())["results"]}
+    assert set(results) == {
+        (regime, path) for regime in ["input", *FAMILY] for path in ("reference", "fast", "compiled")
+    }
+    for (regime, path), r in results.items():
+        assert r["images_per_second"] > 0
+        if path == "compiled":
+            assert r["programs"] >= 1 and r["compiled_graphs"] == r["programs"], r  # no graph breaks, no fallback
+    assert results["regmixup", "fast"]["train_gflop_per_image"] == 2 * results["input", "fast"]["train_gflop_per_image"]
+    assert results["cutmix", "fast"]["train_gflop_per_image"] == results["input", "fast"]["train_gflop_per_image"]
+    rows = {(row.split()[1], row.split()[3]): row.split() for row in result.stdout.splitlines() if " fast " in row}
+    # no regime "none" here: the last column is the cost over input mixup, after the fast/reference ratio
+    assert rows["regmixup", "fast"][-1].endswith("%") and rows["regmixup", "fast"][-2].endswith("x")
+    assert rows["input", "fast"][-1].endswith("x")
