@@ -21,7 +21,11 @@ that part. The parts, in order:
      (the state gathered from the device and serialised) for a full-width PreActResNet18.
 2. Throughput with ``mmx bench``, one process per group (PreActResNet18 at batch 100 and 512,
    WRN-28-10 at 128), beside the project's targets.
-3. A scan of every part's log for empty graphs, capture errors, recompile-limit messages and
+3. ``family``: the mixing family (CutMix with half the batches unmixed, Feature CutMix at point 1, Noisy
+   Feature Mixup at point 2, RegMixup), fp32 and deterministic, 2 epochs each: CUDA-graph replay against the
+   fused eager step (per-step losses equal to 1e-6, every program captured), ``trainer.compile`` against eager
+   (epoch-1 loss within 1e-3 relative, one dynamo graph per program), and 20 bf16 graph steps with no host sync.
+4. A scan of every part's log for empty graphs, capture errors, recompile-limit messages and
    tracebacks.
 
 It writes ``check.json``, ``summary.md`` and ``check.log`` (and the bench JSON) under
@@ -70,6 +74,7 @@ PARTS = {
     "fp16": (60, False),
     "resume": (90, True),
     **{name: (150 if "512" in name else 100, False) for name in BENCH_GROUPS},
+    "family": (300, False),  # last: the paper's own paths and figures come first where time runs short
 }
 
 
@@ -513,10 +518,77 @@ def part_compile(cuda: bool) -> dict:
     return outcome(checks)
 
 
-def part_bf16(cuda: bool) -> dict:
-    """bf16 eager and graphs learn digits; a step performs no host sync."""
+# The mixing family as gpu-check trains it: each method's programs kept few (one mixing point, or CutMix's two
+# programs: mixed and unmixed), so that inductor compiles five graphs in all.
+FAMILY = {
+    "cutmix": ["mixup=cutmix", "mixup.probability=0.5"],
+    "manifold_cutmix": ["mixup=manifold_cutmix", "mixup.points=[1]"],
+    "nfm": ["mixup=nfm", "mixup.points=[2]"],
+    "regmixup": ["mixup=regmixup"],
+}
+
+
+def part_family(cuda: bool) -> dict:
+    """Each method of the mixing family under CUDA graphs and torch.compile against its eager step, and with no host
+    sync in a bf16 graph step."""
+    from mmx.step import compiled_graphs
+
+    base = [*digits_overrides(cuda), "trainer.precision=fp32", "trainer.deterministic=true", "schedule.milestones=[]"]
+    checks = []
+    for name, mixing in FAMILY.items():
+        fused = train([*base, *mixing, "trainer.fused_sgd=true"], 2)
+        graphs = train([*base, *mixing, "trainer.cuda_graphs=true"], 2)
+        programs = sorted(",".join(map(str, p)) for p in graphs["trainer"].mixer.programs)
+        difference = max_difference(graphs["step_losses"], fused["step_losses"])
+        checks += [
+            check(
+                f"{name}: graphs vs fused eager, per-step losses, max |difference|",
+                difference,
+                1e-6,
+                difference <= 1e-6,
+            ),
+            check(f"{name}: every program captured", graphs["graphs"], programs, graphs["graphs"] == programs),
+        ]
+        eager = train([*base, *mixing], 1)
+        compiled = train([*base, *mixing, "trainer.compile=true"], 1)
+        made = compiled_graphs()
+        gap = relative(compiled["epoch_losses"][0], eager["epoch_losses"][0])
+        checks += [
+            check(f"{name}: compile vs eager, epoch-1 loss, relative difference", gap, 1e-3, gap <= 1e-3),
+            check(
+                f"{name}: compile, dynamo graphs per program",
+                f"{made}/{compiled['programs']}",
+                "1 per program",
+                made == compiled["programs"],
+            ),
+        ]
+        bf16 = train([*digits_overrides(cuda), *mixing, "trainer.precision=bf16", "trainer.cuda_graphs=true"], 1)
+        steps = steps_without_sync(bf16["trainer"], 20)
+        checks.append(check(f"{name}: bf16 graph steps without a host sync", steps, 20, steps == 20))
+    return outcome(checks)
+
+
+def steps_without_sync(trainer, limit: int) -> int:
+    """Training steps (batches, draw, step) run under ``torch.cuda.set_sync_debug_mode("error")``, up to ``limit``:
+    fewer when one of them waited for the host (it raises, and the part fails with the traceback)."""
     import torch
 
+    steps = 0
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for images, labels in trainer.batches:
+            trainer.step(images, labels, trainer.mixer.draw(len(images)))
+            steps += 1
+            if steps == limit:
+                break
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    return steps
+
+
+def part_bf16(cuda: bool) -> dict:
+    """bf16 eager and graphs learn digits; a step performs no host sync."""
     base = [*digits_overrides(cuda), "trainer.precision=bf16", "schedule.milestones=[6]"]
     checks = []
     for name, extra in (("eager", []), ("graphs", ["trainer.cuda_graphs=true"])):
@@ -524,18 +596,7 @@ def part_bf16(cuda: bool) -> dict:
         checks.append(
             check(f"bf16 {name}: test accuracy after 10 epochs (%)", run["test_acc"], 90, run["test_acc"] >= 90)
         )
-        trainer = run["trainer"]
-        steps = 0
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            for images, labels in trainer.batches:
-                trainer.step(images, labels, trainer.mixer.draw(len(images)))
-                steps += 1
-                if steps == 20:
-                    break
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
+        steps = steps_without_sync(run["trainer"], 20)
         checks.append(check(f"bf16 {name}: steps without a host sync", steps, 20, steps == 20))
     return outcome(checks)
 
@@ -674,6 +735,7 @@ PART_FUNCTIONS = {
     "bf16": part_bf16,
     "fp16": part_fp16,
     "resume": part_resume,
+    "family": part_family,
 }
 
 if __name__ == "__main__":

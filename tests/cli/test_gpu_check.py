@@ -28,7 +28,7 @@ def test_gpu_check_runs_its_cpu_parts_and_names_what_it_skipped(tmp_path):
         assert parts[name]["log_problems"] == []
     compiled = [c for c in parts["compile"]["checks"] if "graphs per program" in c["name"]]
     assert compiled and compiled[0]["value"] == "1/1"
-    for name in ("bf16", "fp16", "bench-r18-100", "bench-r18-512", "bench-wrn-128"):
+    for name in ("bf16", "fp16", "bench-r18-100", "bench-r18-512", "bench-wrn-128", "family"):
         assert parts[name] == {"status": "skipped", "reason": "needs a CUDA device"}
     summary = (tmp_path / "summary.md").read_text()
     assert "PASSED" in summary and "Skipped (no CUDA device): bf16, fp16" in summary
