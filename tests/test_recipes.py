@@ -212,3 +212,26 @@ def test_public_code_trains_in_ieee_fp32(public_code, compose_recipe):
         "fp32",
         "auto",
     )  # fp32 too; TF32 convs as PyTorch's default
+
+
+# The mixing family's CIFAR recipes with PreActResNet18 (docs/paper.md, "The mixing family"): method, alpha, epochs,
+# batch size, lr, weight decay, lr milestones, and the method's own settings.
+FAMILY = {
+    "cutmix": (1.0, 300, 64, 0.25, 1e-4, [150, 225], {"probability": 0.5}),
+    "manifold_cutmix": (1.0, 300, 64, 0.25, 1e-4, [150, 225], {"probability": 0.5, "points": [0, 1, 2]}),
+    "nfm": (1.0, 200, 128, 0.1, 5e-4, [100, 150, 180], {"add_noise": 0.4, "mult_noise": 0.2, "points": [0, 1, 2, 3]}),
+    "regmixup": (None, 350, 128, 0.1, 5e-4, [150, 250], {"eta": 1.0}),
+}
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+@pytest.mark.parametrize("method", FAMILY)
+def test_family_recipe_has_its_sources_settings(method, dataset, compose_recipe):
+    alpha, epochs, batch, lr, decay, milestones, own = FAMILY[method]
+    cfg = compose_recipe(f"family/{dataset}_{method}")
+    assert (cfg.dataset.name, cfg.model.name, cfg.mixup.name) == (dataset, "preactresnet18", method)
+    assert cfg.mixup.alpha == (alpha or {"cifar10": 20.0, "cifar100": 10.0}[dataset])  # RegMixup's per dataset
+    assert (cfg.epochs, cfg.batch_size, cfg.optim.lr, cfg.optim.weight_decay) == (epochs, batch, lr, decay)
+    assert list(cfg.schedule.milestones) == milestones and cfg.schedule.gamma == 0.1
+    assert {key: cfg.mixup[key] for key in own} == own
+    assert cfg.optim.nesterov == (method != "nfm")  # NFM's code uses plain momentum
