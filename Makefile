@@ -9,7 +9,7 @@ QUICKSTART_DIR := runs/quickstart/$(shell date +%Y-%m-%d_%H-%M-%S)
 QUICKSTART_ARGS :=
 
 .PHONY: install test test-full quickstart digits-results tables figures theory-results lowlabel-results \
-	multilayer-results rnn-results likelihood-results studies gpu-check clean
+	multilayer-results rnn-results likelihood-results family-results studies gpu-check clean
 
 install: $(STAMP)
 
@@ -169,7 +169,33 @@ likelihood-results: $(STAMP)
 		--seconds $$(( $$(date +%s) - $$(cat $(LIKELIHOOD)/runs/started) ))
 	rm $(LIKELIHOOD)/runs/started
 
-studies: lowlabel-results multilayer-results rnn-results theory-results likelihood-results
+# The mixing-family study (README, "The mixing family"): none, input, manifold, CutMix, Feature CutMix, Noisy Feature
+# Mixup and RegMixup with their shipped defaults, on mnist5k (width 8, stride-2 stem) at the whole labelled set and at
+# FAMILY_LABELS images per class, every run 525 steps, five seeds, a validation split choosing each run's best epoch;
+# each run evaluated by mmx eval on that checkpoint (a temperature fitted on the split, FGSM at FAMILY_EPSILON). One
+# process per labelled set, one thread each; the make target's wall-clock time goes into family.md.
+FAMILY := results/family
+FAMILY_METHODS := none,input,manifold,cutmix,manifold_cutmix,nfm,regmixup
+FAMILY_LABELS := 10
+FAMILY_EPSILON := 0.1
+FAMILY_ARGS :=
+FAMILY_LABELS_ARGS :=
+FAMILY_TRAIN := $(STUDY_TRAIN) mixup=$(FAMILY_METHODS) seed=$(STUDY_SEEDS) $(FAMILY_ARGS)
+FAMILY_EVAL = for run in $(FAMILY)/runs/$(1)/*/; do OMP_NUM_THREADS=1 $(BIN)/mmx eval run=$$run checkpoint=best \
+	deformations=false 'fgsm.epsilons=[$(FAMILY_EPSILON)]' ood.max_images=100 progress=false >/dev/null || exit 1; done
+FAMILY_ALL := $(FAMILY_TRAIN) experiment=family/mnist5k hydra.sweep.dir=$(FAMILY)/runs/all && $(call FAMILY_EVAL,all)
+FAMILY_FEW := $(FAMILY_TRAIN) experiment=family/mnist5k_fewer_labels dataset.labels_per_class=$(FAMILY_LABELS) \
+	$(FAMILY_LABELS_ARGS) hydra.sweep.dir=$(FAMILY)/runs/few && $(call FAMILY_EVAL,few)
+family-results: $(STAMP)
+	rm -rf $(FAMILY)/runs && mkdir -p $(FAMILY)/runs && date +%s > $(FAMILY)/runs/started
+	$(call side_by_side,($(FAMILY_ALL)),($(FAMILY_FEW)))
+	$(call prune_runs,$(FAMILY)/runs)
+	$(BIN)/mmx tables $(FAMILY)/runs --out $(FAMILY)
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/family_study.py $(FAMILY)/runs --out $(FAMILY) \
+		--seconds $$(( $$(date +%s) - $$(cat $(FAMILY)/runs/started) ))
+	rm $(FAMILY)/runs/started
+
+studies: lowlabel-results multilayer-results rnn-results theory-results likelihood-results family-results
 
 # results/theory: is the manifold mixup loss satisfiable exactly when the mixed layer has at least d - 1
 # units? The bottleneck MLP of experiment=theory/digits_mlp at each width, mixed at the bottleneck only, with two

@@ -5,7 +5,8 @@ checkpoint=last``, which fits one temperature T on the validation split. Per dat
 (training length on the full labelled set, or labelled images per class at the middle length's steps):
 mean ± std over seeds of the final test error, NLL and ECE (what the paper reports) and of NLL and ECE at T.
 Then each mixing regime against no mixing: the difference of the means, its standard error
-sqrt(s1²/n1 + s2²/n2) and t, the difference over its standard error; |t| < 2 is called noise.
+sqrt(s1²/n1 + s2²/n2) and t, the difference over its standard error; |t| < 2 is called noise
+(:mod:`mmx.report.studies`).
 
 Writes ``likelihood.csv`` (cells), ``likelihood_differences.csv``, ``likelihood.md`` (both, as tables) and
 ``likelihood.png`` (NLL raw and at T against training length and labelled-set size, the median over seeds
@@ -30,8 +31,7 @@ import pandas as pd  # noqa: E402
 
 from mmx.config import compose_train  # noqa: E402
 from mmx.errors import UserError  # noqa: E402
-from mmx.report.cells import cells  # noqa: E402
-from mmx.report.runs import collect  # noqa: E402
+from mmx.report.studies import counted_runs, verdict, welch  # noqa: E402
 from mmx.run_dir import RunDir  # noqa: E402
 
 REGIMES = ["none", "input", "manifold"]
@@ -44,7 +44,7 @@ METRICS = {  # column of the runs table: the study's name for it
     "eval_ece_scaled": "ece_T",
 }
 COMPARED = ["nll", "nll_T", "ece", "ece_T", "error"]
-NOISE_T = 2.0
+PARTS = ("mean", "std", "n")
 
 
 def per_class_of_full_set(run_dir: str) -> float:
@@ -62,41 +62,23 @@ def middle_length(dataset: str) -> int:
 def run_table(runs_dir: Path) -> pd.DataFrame:
     """One row per counted run (a seed's first run of each cell), refused unless each is finished, chose its
     best epoch on validation and was evaluated on its last checkpoint with a fitted temperature."""
-    runs = collect([runs_dir])
-    if runs.empty:
-        raise UserError(f"{runs_dir} holds no runs; run make likelihood-results")
     rows = []
-    for cell in cells(runs):
-        for _, run in cell.runs.iterrows():
-            problem = (
-                "is unfinished"
-                if not run["finished"]
-                else "has no validation split"
-                if run["best_chosen_on"] != "validation"
-                else "was not evaluated on its last checkpoint"
-                if run.get("eval_checkpoint") != "last"
-                else None
-            )
-            if problem:
-                raise UserError(
-                    f"{run['run_dir']} {problem}; the study needs every run finished with dataset.val_size and "
-                    f"evaluated by mmx eval checkpoint=last (make likelihood-results does both)"
-                )
-            labels = cell.settings.get("dataset.labels_per_class")
-            rows.append(
-                {
-                    "dataset": run["dataset"],
-                    "regime": run["regime"],
-                    "epochs": int(run["epochs"]),
-                    "labels_per_class": float(labels) if labels is not None else per_class_of_full_set(run["run_dir"]),
-                    "full_set": labels is None,
-                    "seed": int(run["seed"]),
-                    "cell": run["cell"],
-                    "run_dir": run["run_dir"],
-                    # T and the numbers at T are NaN where the validation split was separable (no T minimises it)
-                    **{name: float(run.get(column, math.nan)) for column, name in METRICS.items()},
-                }
-            )
+    for cell, run in counted_runs(runs_dir, "last", "likelihood-results"):
+        labels = cell.settings.get("dataset.labels_per_class")
+        rows.append(
+            {
+                "dataset": run["dataset"],
+                "regime": run["regime"],
+                "epochs": int(run["epochs"]),
+                "labels_per_class": float(labels) if labels is not None else per_class_of_full_set(run["run_dir"]),
+                "full_set": labels is None,
+                "seed": int(run["seed"]),
+                "cell": run["cell"],
+                "run_dir": run["run_dir"],
+                # T and the numbers at T are NaN where the validation split was separable (no T minimises it)
+                **{name: float(run.get(column, math.nan)) for column, name in METRICS.items()},
+            }
+        )
     table = pd.DataFrame(rows)
     where = ["dataset", "regime", "epochs", "labels_per_class"]
     clash = table.groupby(where)["cell"].nunique()
@@ -146,21 +128,10 @@ def differences(cells_table: pd.DataFrame) -> pd.DataFrame:
             mixed = by_regime.loc[regime]
             row = dict(zip(keys, where), regime=regime)
             for metric in COMPARED:
-                diff = mixed[f"{metric}_mean"] - base[f"{metric}_mean"]
-                se = math.sqrt(
-                    mixed[f"{metric}_std"] ** 2 / mixed[f"{metric}_n"]
-                    + base[f"{metric}_std"] ** 2 / base[f"{metric}_n"]
-                )
-                t = diff / se if se > 0 else float("nan")
+                diff, se, t = welch(*(cell[f"{metric}_{part}"] for cell in (mixed, base) for part in PARTS))
                 row |= {f"{metric}_diff": diff, f"{metric}_se": se, f"{metric}_t": t}
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def verdict(t: float) -> str:
-    if math.isnan(t) or abs(t) < NOISE_T:
-        return "noise"
-    return "lower" if t < 0 else "higher"
 
 
 def value_label(condition: str, value: float) -> str:

@@ -169,6 +169,33 @@ def test_the_likelihood_study_runs_end_to_end(tmp_path):
     assert not list(out.rglob("*.pt"))
 
 
+def test_the_mixing_family_study_runs_end_to_end(tmp_path):
+    out = study(
+        "family-results",
+        "FAMILY",
+        tmp_path,
+        "STUDY_SEEDS=0,1",
+        "FAMILY_METHODS=manifold,cutmix,regmixup",
+        "FAMILY_ARGS=epochs=1",
+        "FAMILY_LABELS_ARGS=epochs=3",
+    )
+    rows = list(csv.DictReader(open(out / "family.csv")))
+    assert sorted((r["labels"], r["method"]) for r in rows) == sorted(
+        (labels, method) for labels in ("all", "10") for method in ("manifold", "cutmix", "regmixup")
+    )
+    assert all(r["seeds"] == "2" and float(r["nll_mean"]) > 0 and 0 <= float(r["fgsm_mean"]) <= 100 for r in rows)
+    differences = list(csv.DictReader(open(out / "family_differences.csv")))
+    assert sorted((r["labels"], r["method"]) for r in differences) == sorted(
+        (labels, method) for labels in ("all", "10") for method in ("cutmix", "regmixup")
+    )  # each method against manifold mixup
+    for row in differences:
+        assert float(row["error_t"]) == pytest.approx(float(row["error_diff"]) / float(row["error_se"]), rel=1e-4)
+    text = (out / "family.md").read_text()
+    assert "Measured time of `make family-results`" in text and "chosen on its validation split" in text
+    assert "FGSM ε=0.1" in text and (out / "family.png").stat().st_size > 30_000
+    assert not list(out.rglob("*.pt"))
+
+
 def test_the_quickstart_table_says_which_split_chose_best(tmp_path):
     result = make(
         "quickstart", f"QUICKSTART_DIR={tmp_path / 'q'}", "QUICKSTART_ARGS=model.width=8 epochs=2", cwd=tmp_path
