@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 QUICKSTART_DIR := runs/quickstart/$(shell date +%Y-%m-%d_%H-%M-%S)
 QUICKSTART_ARGS :=
 
-.PHONY: install test test-full quickstart digits-results tables figures theory-results lowlabel-results \
+.PHONY: install test test-full test-slurm quickstart digits-results tables figures theory-results lowlabel-results \
 	multilayer-results rnn-results likelihood-results family-results studies gpu-check clean
 
 install: $(STAMP)
@@ -28,13 +28,29 @@ PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n auto
 test: $(STAMP)
 	$(BIN)/ruff check mmx tests scripts configs
 	$(BIN)/ruff format --check mmx tests scripts configs
-	$(PYTEST) -m "not slow"
+	$(PYTEST) -m "not slow and not slurm"
 
-# Everything: the fast tier and the slow tests that train through the command line (what CI runs).
+# Everything: the fast tier and the slow tests that train through the command line (what CI runs), then the tests
+# against a real Slurm cluster.
 test-full: $(STAMP)
 	$(BIN)/ruff check mmx tests scripts configs
 	$(BIN)/ruff format --check mmx tests scripts configs
-	$(PYTEST)
+	$(PYTEST) -m "not slurm"
+	$(MAKE) test-slurm
+
+# The tests marked slurm, one at a time, against the one-node cluster scripts/slurm_cluster.sh starts (as root;
+# installing Debian's packages when missing) and stops again, also when a test fails. Where it cannot start, it
+# says why and the tests are skipped, each with its reason.
+SLURM_DIR ?= /tmp/mmx-slurm-$(shell id -u)
+test-slurm: $(STAMP)
+	@if MMX_SLURM_DIR=$(SLURM_DIR) scripts/slurm_cluster.sh start; then \
+		started=$$(date +%s); \
+		SLURM_CONF=$(SLURM_DIR)/slurm.conf OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:xdist -m slurm; status=$$?; \
+		MMX_SLURM_DIR=$(SLURM_DIR) scripts/slurm_cluster.sh stop; \
+		echo "the Slurm tier took $$(( $$(date +%s) - started )) s"; exit $$status; \
+	else \
+		OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:xdist -m slurm; \
+	fi
 
 # What a committed study keeps of its runs: config.yaml, metrics.csv, summary.json, train.log (and eval.json);
 # checkpoints, event files, Hydra's machine-specific records, locks and mmx eval's reliability diagrams (their bins

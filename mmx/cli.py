@@ -8,6 +8,7 @@ A mistake therefore ends in one sentence, exit status 2, and no directory left b
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -321,6 +322,11 @@ def hand_to_hydra(arguments: list[str], extra: list[str]) -> int:
     given = [a for a in arguments if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
     flags = [a for a in given if a in ("-m", "--multirun")]  # before the overrides, where Hydra's parser wants them
     overrides = [a for a in given if a not in flags]
+    if "hydra/launcher=submitit_slurm" in overrides:  # Hydra's launcher with what real Slurm needs (mmx/slurm.py)
+        with contextlib.suppress(ImportError):  # no launchers extra: Hydra says so when it looks for the launcher
+            from mmx.slurm import checked_sweeps
+
+            checked_sweeps()
     sys.argv = ["mmx train", *flags, *quote_paths(overrides, ("resume",)), *extra]
     try:
         train_command()

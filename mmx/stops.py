@@ -14,9 +14,12 @@ that a kill loses at most that much work even when an epoch is long.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Iterator
@@ -28,6 +31,7 @@ if TYPE_CHECKING:  # torch is imported when training starts, not when a config i
 
     from mmx.distributed import Ranks
 
+log = logging.getLogger("mmx")
 PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"  # submitit's name for the signal it has Slurm send ("USR2")
 MINUTES = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*min\s*$")
 
@@ -95,7 +99,19 @@ class StopSignals:
         if it is Python code. Under submitit that is its preemption handler: it requeues the job and exits."""
         previous = self._previous.get(self.received)
         if callable(previous) and previous is not signal.default_int_handler:
-            previous(self.received, None)
+            try:
+                previous(self.received, None)
+            except subprocess.CalledProcessError as error:
+                # submitit's `scontrol requeue` fails when Slurm requeued the job itself (preemption with
+                # GraceTime=0): exit as a requeued job does, leaving no result, and the job's next start continues
+                if list(error.cmd[:2]) != ["scontrol", "requeue"]:
+                    raise
+                from mmx.slurm import requeued_by_slurm
+
+                if not requeued_by_slurm(error.cmd[2]):
+                    raise
+                log.info("job %s: Slurm requeued it itself; its next start continues the run", error.cmd[2])
+                sys.exit(-1)
 
 
 def parse_checkpoint_every(value) -> tuple[int | None, float | None]:
