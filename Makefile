@@ -30,13 +30,17 @@ test: $(STAMP)
 	$(BIN)/ruff format --check mmx tests scripts configs
 	$(PYTEST) -m "not slow and not slurm"
 
-# Everything: the fast tier and the slow tests that train through the command line (what CI runs), then the tests
-# against a real Slurm cluster.
+# Everything (what CI runs): the fast tier, the slow tests that train through the command line, and beside them the
+# tests against a real Slurm cluster (they mostly wait for the scheduler), whose output follows when both are done.
+SLURM_LOG ?= $(SLURM_DIR).log
 test-full: $(STAMP)
 	$(BIN)/ruff check mmx tests scripts configs
 	$(BIN)/ruff format --check mmx tests scripts configs
-	$(PYTEST) -m "not slurm"
-	$(MAKE) test-slurm
+	@$(MAKE) --no-print-directory test-slurm > $(SLURM_LOG) 2>&1 & slurm=$$!; \
+	$(PYTEST) -m "not slurm"; status=$$?; \
+	wait $$slurm; slurm_status=$$?; \
+	echo "----- the Slurm tier ($(SLURM_LOG)):"; cat $(SLURM_LOG); \
+	test $$status = 0 && test $$slurm_status = 0
 
 # The tests marked slurm, one at a time, against the one-node cluster scripts/slurm_cluster.sh starts (as root;
 # installing Debian's packages when missing) and stops again, also when a test fails. Where it cannot start, it
